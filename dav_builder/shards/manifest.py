@@ -1,0 +1,101 @@
+"""``manifest.parquet``: one row per clip the builder cut, kept or not (DATASET_FORMAT.md).
+
+Columns are the format's required ones, then ``frame_indices`` and ``errors``, then every score
+the scoring stage computed (each score name is a float column; ``depth_score`` and
+``semantic_score`` always exist, null when that score is off).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dav_builder.clip import Clip
+
+MANIFEST = "manifest.parquet"
+
+BASE_FIELDS = [
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("capture", pa.string(), nullable=False),
+    pa.field("first_frame", pa.int64()),
+    pa.field("num_frames", pa.int64()),
+    pa.field("height", pa.int64()),
+    pa.field("width", pa.int64()),
+    pa.field("fps", pa.float64()),
+    pa.field("bucket", pa.string()),
+    pa.field("shard", pa.string()),
+    pa.field("depth_score", pa.float64()),
+    pa.field("semantic_score", pa.float64()),
+    pa.field("keep", pa.bool_()),
+    pa.field("reason", pa.string()),
+    pa.field("frame_indices", pa.list_(pa.int64())),
+    pa.field("errors", pa.string()),
+]
+BASE_NAMES = {f.name for f in BASE_FIELDS}
+
+
+def clip_row(clip: Clip) -> dict:
+    """The manifest row of a clip (plain JSON-able values)."""
+    row = {
+        "clip_id": clip.clip_id,
+        "capture": clip.capture,
+        "first_frame": int(clip.first_frame),
+        "num_frames": int(clip.num_frames),
+        "height": int(clip.height),
+        "width": int(clip.width),
+        "fps": float(clip.fps),
+        "bucket": clip.bucket,
+        "shard": clip.shard,
+        "keep": bool(clip.keep),
+        "reason": clip.reason,
+        "frame_indices": [int(i) for i in clip.frame_indices],
+        "errors": json.dumps(clip.errors, sort_keys=True) if clip.errors else None,
+        "depth_score": None,
+        "semantic_score": None,
+    }
+    for name, value in clip.scores.items():
+        row[name] = None if value is None else float(value)
+    return row
+
+
+def manifest_table(rows: Iterable[dict]) -> pa.Table:
+    """Rows to a table with the manifest schema, sorted by capture and first frame."""
+    rows = sorted(rows, key=lambda r: (r["capture"], r["first_frame"], r["num_frames"], r["clip_id"]))
+    extra = sorted({k for r in rows for k in r} - BASE_NAMES)
+    schema = pa.schema(BASE_FIELDS + [pa.field(k, pa.float64()) for k in extra])
+    columns = {f.name: [r.get(f.name) for r in rows] for f in schema}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def write_manifest(dataset: Path, rows: Iterable[dict]) -> pa.Table:
+    """Write ``<dataset>/manifest.parquet`` atomically and return the table."""
+    table = manifest_table(rows)
+    path = Path(dataset) / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return table
+
+
+def read_manifest(dataset: Path) -> pa.Table:
+    """Read ``<dataset>/manifest.parquet`` with a clear error when it is missing."""
+    path = Path(dataset) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no manifest; is {dataset} a dataset written by dav-build?")
+    return pq.read_table(path)
+
+
+def kept_shards(dataset: Path) -> dict[str, list[str]]:
+    """Bucket -> sorted shard paths (dataset-relative) that hold at least one kept clip."""
+    table = read_manifest(dataset)
+    out: dict[str, set[str]] = {}
+    for bucket, shard, keep in zip(
+        table.column("bucket").to_pylist(), table.column("shard").to_pylist(), table.column("keep").to_pylist()
+    ):
+        if keep and shard is not None:
+            out.setdefault(bucket, set()).add(shard)
+    return {b: sorted(s) for b, s in sorted(out.items())}

@@ -1,0 +1,146 @@
+"""Reading and writing WebDataset tar members: the byte-level layout of DATASET_FORMAT.md.
+
+A clip is stored as contiguous members ``<key>.json``, ``<key>.rgb.<i>.<ext>`` ... and
+``<key>.depth.<i>.npy`` ...; the key has no dots.  Plain :mod:`tarfile` is used on purpose: the
+output must be readable by any WebDataset client, and writing members ourselves keeps them
+deterministic (fixed mtime, owner and order) so a resumed build is byte-for-byte reproducible.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from dav_builder.clip import Clip
+
+
+def frame_tag(i: int) -> str:
+    """``0000``, ``0001``...: the frame part of a member name."""
+    return f"{i:04d}"
+
+
+def depth_to_npy(depth: np.ndarray) -> bytes:
+    """Serialise one planar depth frame as the format stores it: a 2-D float16 ``.npy``.
+
+    Values above float16's range (65504 m) would become inf; they are stored as 0 (invalid).
+    """
+    d = np.asarray(depth, dtype=np.float32)
+    d = np.where(np.isfinite(d) & (d > 0) & (d < 65504.0), d, 0.0).astype(np.float16)
+    buf = io.BytesIO()
+    np.save(buf, d, allow_pickle=False)
+    return buf.getvalue()
+
+
+def npy_to_depth(data: bytes) -> np.ndarray:
+    """Parse a ``.npy`` member back to an array (kept float16)."""
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def clip_members(clip: Clip) -> list[tuple[str, bytes]]:
+    """The (name, bytes) members of one clip, in the order they are written."""
+    if not clip.loaded:
+        raise ValueError(f"clip {clip.clip_id} holds no frames to write")
+    key = clip.clip_id
+    if "." in key:
+        raise ValueError(f"clip id {key!r} contains a dot; WebDataset keys cannot")
+    members = [(f"{key}.json", json.dumps(clip.metadata(), sort_keys=True).encode())]
+    ext = "jpg" if clip.rgb_ext in ("jpg", "jpeg") else "png"
+    members += [(f"{key}.rgb.{frame_tag(i)}.{ext}", data) for i, data in enumerate(clip.rgb)]
+    assert clip.depth is not None
+    members += [(f"{key}.depth.{frame_tag(i)}.npy", depth_to_npy(d)) for i, d in enumerate(clip.depth)]
+    return members
+
+
+def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Append one member with fixed metadata (mtime 0, root owner, mode 0644)."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o644
+    info.uname = info.gname = "root"
+    tar.addfile(info, io.BytesIO(data))
+
+
+@dataclass
+class ClipSample:
+    """One clip as read back from a shard, not decoded beyond the json."""
+
+    key: str
+    meta: dict
+    rgb: list[bytes]
+    rgb_ext: str
+    depth: list[bytes]
+    """The raw ``.npy`` bytes of each depth frame; :func:`npy_to_depth` decodes one."""
+
+    def depth_array(self) -> np.ndarray:
+        """All depth frames decoded, float32 (T, H, W) metres, 0 = invalid."""
+        return np.stack([npy_to_depth(d).astype(np.float32) for d in self.depth])
+
+    def rgb_array(self) -> np.ndarray:
+        """All RGB frames decoded, uint8 (T, H, W, 3)."""
+        import cv2
+
+        frames = []
+        for data in self.rgb:
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError(f"clip {self.key}: an RGB member cannot be decoded")
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return np.stack(frames)
+
+    def members(self) -> list[tuple[str, bytes]]:
+        """The members again, for re-packing without decoding."""
+        out = [(f"{self.key}.json", json.dumps(self.meta, sort_keys=True).encode())]
+        out += [(f"{self.key}.rgb.{frame_tag(i)}.{self.rgb_ext}", d) for i, d in enumerate(self.rgb)]
+        out += [(f"{self.key}.depth.{frame_tag(i)}.npy", d) for i, d in enumerate(self.depth)]
+        return out
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    base = name.rsplit("/", 1)[-1]
+    key, _, rest = base.partition(".")
+    return key, rest
+
+
+def iter_tar_samples(source: str | Path | BinaryIO) -> Iterator[ClipSample]:
+    """Stream the clips of one shard (a path or an open binary file), in stored order."""
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as fh:
+            yield from iter_tar_samples(fh)
+        return
+    current: dict | None = None
+
+    def finish(s: dict) -> ClipSample:
+        rgb = [d for _, d in sorted(s["rgb"])]
+        depth = [d for _, d in sorted(s["depth"])]
+        if s["meta"] is None:
+            raise ValueError(f"clip {s['key']}: shard has no {s['key']}.json member")
+        return ClipSample(s["key"], s["meta"], rgb, s["ext"] or "png", depth)
+
+    with tarfile.open(fileobj=source, mode="r|*") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            key, rest = _split_name(info.name)
+            fh = tar.extractfile(info)
+            data = fh.read() if fh is not None else b""
+            if current is None or current["key"] != key:
+                if current is not None:
+                    yield finish(current)
+                current = {"key": key, "meta": None, "rgb": [], "depth": [], "ext": None}
+            parts = rest.split(".")
+            if rest == "json":
+                current["meta"] = json.loads(data)
+            elif len(parts) == 3 and parts[0] == "rgb":
+                current["rgb"].append((parts[1], data))
+                current["ext"] = parts[2]
+            elif len(parts) == 3 and parts[0] == "depth":
+                current["depth"].append((parts[1], data))
+    if current is not None:
+        yield finish(current)
