@@ -1,0 +1,166 @@
+"""Benchmark: dav-build's end-to-end frames/s against the floor on the same machine.
+
+The floor is the least any builder must do: decode every RGB frame once and copy its bytes into a
+tar.  The pipeline additionally reads and converts every depth frame, detects scenes, runs the
+model-free checks, and writes depth as float16 ``.npy``.  Also compares scene detection with
+the ``scenedetect`` command on the same frames.
+
+Run by hand (results go to docs/benchmarks.md):
+
+    .venv/bin/python benchmarks/bench_build.py --captures 4 --frames 300 --width 640 --height 352
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def write_capture(root: Path, n: int, width: int, height: int, seed: int) -> Path:
+    """A dav-capture/1 recording: a textured scene panning, with two hard cuts; gl depth as npy."""
+    rng = np.random.default_rng(seed)
+    (root / "rgb").mkdir(parents=True)
+    (root / "depth").mkdir()
+    near, far = 0.1, 200.0
+    fx = 0.8 * width
+    K = [[fx, 0, (width - 1) / 2], [0, fx, (height - 1) / 2], [0, 0, 1]]
+    lines = []
+    texture = None
+    for i in range(n):
+        if i % (n // 3 + 1) == 0:  # a new "place" every third of the capture
+            texture = cv2.resize(rng.integers(0, 255, (height // 8, width // 4, 3), dtype=np.uint8),
+                                 (width * 2, height), interpolation=cv2.INTER_LINEAR)
+            base = rng.uniform(2, 20, size=(height // 16 + 1, width // 16 + 1)).astype(np.float32)
+        shift = (i * 3) % width
+        img = texture[:, shift: shift + width]
+        z = cv2.resize(base, (width, height), interpolation=cv2.INTER_LINEAR) + 0.01 * i
+        d = (far + near) / (far - near) - 2 * far * near / ((far - near) * z)  # NDC z
+        d = ((d + 1) / 2).astype(np.float32)  # OpenGL window depth
+        cv2.imwrite(str(root / "rgb" / f"{i:06d}.png"), img)
+        np.save(root / "depth" / f"{i:06d}.npy", d)
+        pose = np.eye(4)
+        pose[0, 3] = 0.02 * i
+        lines.append(json.dumps({"index": i, "rgb": f"rgb/{i:06d}.png", "depth": f"depth/{i:06d}.npy",
+                                 "K": K, "cam_to_world": pose.tolist()}))
+    (root / "frames.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "capture.json").write_text(json.dumps({
+        "format": "dav-capture/1", "engine": "bench", "fps": 30, "width": width, "height": height,
+        "depth": {"encoding": "npy", "convention": "gl", "near": near, "far": far}}))
+    return root
+
+
+def floor_one(capture: Path, out: Path) -> int:
+    """Decode every RGB frame once and copy the bytes into a tar."""
+    n = 0
+    with tarfile.open(out, "w") as tar:
+        for line in (capture / "frames.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            data = (capture / rec["rgb"]).read_bytes()
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            assert img is not None
+            info = tarfile.TarInfo(f"{n:06d}.png")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            n += 1
+    return n
+
+
+def _floor_job(args):
+    return floor_one(*args)
+
+
+def run_floor(captures: list[Path], work: Path, procs: int) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    jobs = [(c, work / f"floor-{i}.tar") for i, c in enumerate(captures)]
+    if procs == 1:
+        frames = sum(_floor_job(j) for j in jobs)
+    else:
+        with mp.get_context("spawn").Pool(procs) as pool:
+            frames = sum(pool.map(_floor_job, jobs))
+    return frames, time.perf_counter() - t0
+
+
+def run_build(captures_root: Path, out: Path, executor: str) -> tuple[dict, float]:
+    from dav_builder.pipeline.build import build_dataset
+    from dav_builder.pipeline.config import load_config
+
+    cfg = load_config(overrides={"run": {"executor": executor}})
+    t0 = time.perf_counter()
+    result = build_dataset([captures_root], out, cfg, progress=False, say=lambda s: None)
+    return result.stats, time.perf_counter() - t0
+
+
+def detection_only(capture: Path) -> tuple[int, float]:
+    """Our scene detection alone: reduced decode + ContentDetector, as the splitter does it."""
+    from scenedetect import ContentDetector, FrameTimecode
+
+    from dav_builder.capture.imageio import decode_rgb_small
+
+    det = ContentDetector(min_scene_len=4)
+    files = sorted((capture / "rgb").glob("*.png"))
+    t0 = time.perf_counter()
+    for i, f in enumerate(files):
+        small = decode_rgb_small(f.read_bytes(), str(f), 128)
+        det.process_frame(FrameTimecode(i, 30.0), np.ascontiguousarray(small[..., ::-1]))
+    return len(files), time.perf_counter() - t0
+
+
+def scenedetect_cli(capture: Path) -> float:
+    exe = shutil.which("scenedetect") or str(Path(os.sys.executable).parent / "scenedetect")
+    t0 = time.perf_counter()
+    subprocess.run([exe, "-i", str(capture / "rgb" / "%06d.png"), "-q", "detect-content"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--captures", type=int, default=4)
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=352)
+    ap.add_argument("--work", type=Path, default=None)
+    args = ap.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="dav-bench-"))
+    caps_root = work / "captures"
+    if not caps_root.exists():
+        for i in range(args.captures):
+            write_capture(caps_root / f"cap{i:02d}", args.frames, args.width, args.height, seed=i)
+    captures = sorted(caps_root.iterdir())
+    ncpu = os.cpu_count() or 1
+    print(f"machine: {platform.processor() or platform.machine()}, {ncpu} cores, python {platform.python_version()}")
+    print(f"input: {len(captures)} captures x {args.frames} frames at {args.width}x{args.height}")
+    results = {}
+    for procs in (1, ncpu):
+        frames, secs = run_floor(captures, work, procs)
+        results[f"floor_{procs}proc"] = frames / secs
+        print(f"floor ({procs} process{'es' if procs > 1 else ''}): {frames / secs:8.1f} frames/s")
+    for executor in ("local", "ray"):
+        out = work / f"dataset-{executor}"
+        shutil.rmtree(out, ignore_errors=True)
+        stats, secs = run_build(caps_root, out, executor)
+        results[f"build_{executor}"] = stats["frames_read"] / secs
+        print(f"dav-build ({executor}): {stats['frames_read'] / secs:8.1f} frames/s end to end "
+              f"({secs:.1f} s incl. start-up; {stats['clips_written']} clips)   stages: {stats['seconds_per_stage']}")
+    n, secs = detection_only(captures[0])
+    cli = scenedetect_cli(captures[0])
+    print(f"scene detection: ours {n / secs:8.1f} frames/s, scenedetect command {n / cli:8.1f} frames/s")
+    print(f"ratio floor({ncpu}proc)/build(ray): {results[f'floor_{ncpu}proc'] / results['build_ray']:.2f}x;"
+          f" floor(1proc)/build(local): {results['floor_1proc'] / results['build_local']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Reader of our own capture layout, ``dav-capture/1`` (CAPTURE_FORMAT.md), exactly as written there.
+
+Policy for values the format does not name (documented here because readers of other programs
+must agree): non-finite depth is "no depth" as the format says; a *negative* linear depth, or a
+non-linear buffer value outside [0, 1], cannot come from any renderer and marks a corrupt file, so
+the frame is refused with an error; a frame whose valid pixels fall below ``min_valid_fraction``
+is refused as "no valid depth" (a cleared buffer, a loading screen).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from dav_builder.capture import depth as dconv
+from dav_builder.capture.base import Capture, CaptureError, FrameError, FrameInfo
+from dav_builder.capture.imageio import MAX_PIXELS, DEPTH_ENCODINGS, check_image, read_bytes, read_depth_file, safe_join
+
+FORMAT = "dav-capture/1"
+#: Buffer values may exceed [0, 1] by float rounding; beyond this they are corrupt.
+_RANGE_TOL = 1e-3
+
+
+def is_dav_capture(path: Path) -> bool:
+    """True when ``path`` is a directory holding ``capture.json`` and ``frames.jsonl``."""
+    path = Path(path)
+    return (path / "capture.json").is_file() and (path / "frames.jsonl").is_file()
+
+
+def _matrix(value: Any, shape: tuple[int, int], name: str) -> np.ndarray:
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} is not a numeric matrix") from None
+    if m.shape != shape:
+        raise ValueError(f"{name} must be {shape[0]}x{shape[1]}, got shape {m.shape}")
+    if not np.isfinite(m).all():
+        raise ValueError(f"{name} holds non-finite values")
+    return m
+
+
+class DavCapture(Capture):
+    """A capture in the dav format; frames are streamed from ``frames.jsonl``."""
+
+    reader = "dav"
+
+    def __init__(
+        self,
+        path: str | Path,
+        capture_id: str | None = None,
+        max_pixels: int = MAX_PIXELS,
+        min_valid_fraction: float = 0.01,
+    ):
+        self.root = Path(path)
+        self.id = capture_id or self.root.name
+        self.max_pixels = max_pixels
+        self.min_valid_fraction = min_valid_fraction
+        meta_path = self.root / "capture.json"
+        if not (self.root / "frames.jsonl").is_file():
+            raise CaptureError(self.root / "frames.jsonl", "file is missing")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise CaptureError(meta_path, "file is missing") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CaptureError(meta_path, f"malformed JSON: {exc}") from None
+        if not isinstance(meta, dict):
+            raise CaptureError(meta_path, "must hold a JSON object")
+        if meta.get("format") != FORMAT:
+            raise CaptureError(meta_path, f"format is {meta.get('format')!r}, expected {FORMAT!r}")
+        try:
+            self.fps = float(meta["fps"])
+            self.width = int(meta["width"])
+            self.height = int(meta["height"])
+            dmeta = meta["depth"]
+        except KeyError as exc:
+            raise CaptureError(meta_path, f"missing key {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise CaptureError(meta_path, f"bad fps/width/height: {exc}") from None
+        if self.fps <= 0 or self.width <= 0 or self.height <= 0:
+            raise CaptureError(meta_path, "fps, width and height must be positive")
+        if self.width * self.height > max_pixels:
+            raise CaptureError(meta_path, f"frame size {self.width}x{self.height} exceeds {max_pixels} pixels")
+        self.engine = str(meta.get("engine", ""))
+        if not isinstance(dmeta, dict):
+            raise CaptureError(meta_path, "depth must be a JSON object")
+        self.encoding = dmeta.get("encoding")
+        self.convention = dmeta.get("convention")
+        if self.encoding not in DEPTH_ENCODINGS:
+            raise CaptureError(meta_path, f"depth.encoding {self.encoding!r} is not one of {DEPTH_ENCODINGS}")
+        if self.convention not in dconv.CONVENTIONS:
+            raise CaptureError(meta_path, f"depth.convention {self.convention!r} is not one of {dconv.CONVENTIONS}")
+        self.kind = dmeta.get("kind", "z")
+        if self.kind not in ("z", "ray") or (self.kind == "ray" and self.convention != "linear"):
+            raise CaptureError(meta_path, f"depth.kind {self.kind!r} is invalid (ray is only for linear)")
+        try:
+            self.scale = float(dmeta.get("scale", 1.0))
+            self.near = None if dmeta.get("near") is None else float(dmeta["near"])
+            self.far = None if dmeta.get("far") is None else float(dmeta["far"])
+            self.invalid = tuple(float(v) for v in dmeta.get("invalid", []))
+        except (TypeError, ValueError) as exc:
+            raise CaptureError(meta_path, f"bad depth.scale/near/far/invalid: {exc}") from None
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise CaptureError(meta_path, f"depth.scale must be a positive number, got {self.scale}")
+        if self.near is not None and not (np.isfinite(self.near) and self.near > 0):
+            raise CaptureError(meta_path, f"depth.near must be a positive number of metres, got {self.near}")
+        if self.near is not None and self.far is not None and not self.far > self.near:
+            raise CaptureError(meta_path, f"depth.near ({self.near}) must be smaller than depth.far ({self.far})")
+        if self.convention != "linear":
+            has_planes = self.near is not None and (self.far is not None or self.convention == "reversed_infinite")
+            if has_planes:
+                try:
+                    dconv.check_planes(self.convention, self.near, self.far)
+                except ValueError as exc:
+                    raise CaptureError(meta_path, str(exc)) from None
+            elif not self._first_frame_has_projection():
+                raise CaptureError(
+                    meta_path,
+                    f"depth convention {self.convention!r} needs depth.near and depth.far "
+                    "(or a projection matrix in every frame)",
+                )
+
+    def _first_frame_has_projection(self) -> bool:
+        with open(self.root / "frames.jsonl", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.strip():
+                    try:
+                        return "projection" in json.loads(line)
+                    except json.JSONDecodeError:
+                        return False
+        return False
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def frames(self) -> Iterator[FrameInfo | FrameError]:
+        path = self.root / "frames.jsonl"
+        last_index = -1
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield FrameError(where, f"malformed JSON: {exc.msg}")
+                    continue
+                try:
+                    info = self._frame_info(rec, where, last_index)
+                except FrameError as exc:
+                    if exc.index is None and isinstance(rec, dict) and isinstance(rec.get("index"), int):
+                        exc.index = rec["index"] if rec["index"] > last_index else None
+                    if exc.index is not None:
+                        last_index = exc.index
+                    yield exc
+                    continue
+                last_index = info.index
+                yield info
+
+    def _frame_info(self, rec: Any, where: str, last_index: int) -> FrameInfo:
+        if not isinstance(rec, dict):
+            raise FrameError(where, "a frame line must be a JSON object")
+        index = rec.get("index")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise FrameError(where, f"index must be a non-negative integer, got {index!r}")
+        if index <= last_index:
+            raise FrameError(where, f"frame index {index} does not increase (previous {last_index})")
+        for key in ("rgb", "depth"):
+            if not isinstance(rec.get(key), str):
+                raise FrameError(where, f"missing or non-string {key!r}", index)
+        rgb = safe_join(self.root, rec["rgb"])
+        dep = safe_join(self.root, rec["depth"])
+        extra: dict[str, Any] = {"near": self.near, "far": self.far}
+        try:
+            K = _matrix(rec["K"], (3, 3), "K") if "K" in rec else None
+            if "projection" in rec:
+                P = _matrix(rec["projection"], (4, 4), "projection")
+                Kp, near, far = dconv.intrinsics_from_projection(
+                    P, self.width, self.height, convention_hint=self.convention
+                )
+                extra["projection"] = P
+                if K is None:
+                    K = Kp
+                if self.near is None:
+                    extra["near"] = near
+                if self.far is None and np.isfinite(far):
+                    extra["far"] = far
+            pose = _matrix(rec["cam_to_world"], (4, 4), "cam_to_world") if rec.get("cam_to_world") is not None else None
+            time_s = float(rec.get("time", index / self.fps))
+        except (TypeError, ValueError) as exc:
+            raise FrameError(where, str(exc), index) from None
+        if K is None:
+            raise FrameError(where, "frame has neither K nor projection", index)
+        if self.convention != "linear" and extra["near"] is None:
+            raise FrameError(where, "no near plane: capture.json has no depth.near and the frame no projection", index)
+        return FrameInfo(index, time_s, str(rgb), str(dep), K, pose, extra)
+
+    # -- loaders --------------------------------------------------------------------------
+
+    def read_rgb_bytes(self, frame: FrameInfo) -> tuple[bytes, str]:
+        data = read_bytes(Path(frame.rgb))
+        ext = check_image(data, frame.rgb, (self.height, self.width), self.max_pixels)
+        return data, ext
+
+    def read_depth(self, frame: FrameInfo) -> np.ndarray:
+        path = Path(frame.depth)
+        stored = read_depth_file(path, self.encoding, self.height, self.width)
+        finite = np.isfinite(stored)
+        if self.convention == "linear":
+            if (stored[finite] < 0).any():
+                n = int((stored[finite] < 0).sum())
+                raise FrameError(path, f"negative depth in {n} pixels: a linear depth cannot be negative (corrupt file?)")
+        else:
+            vals = stored[finite]
+            if vals.size and (vals.min() < -_RANGE_TOL or vals.max() > 1 + _RANGE_TOL):
+                raise FrameError(
+                    path,
+                    f"{self.convention} depth buffer values must lie in [0, 1], found {vals.min():g}..{vals.max():g}",
+                )
+        try:
+            z = dconv.to_planar_metres(
+                stored,
+                self.convention,
+                near=None if frame.extra.get("near") is None else float(frame.extra["near"]),
+                far=None if frame.extra.get("far") is None else float(frame.extra["far"]),
+                scale=self.scale,
+                kind=self.kind,
+                K=frame.K,
+                invalid=self.invalid,
+            )
+        except ValueError as exc:
+            raise FrameError(path, str(exc)) from None
+        valid = float((z > 0).mean())
+        if valid < self.min_valid_fraction:
+            raise FrameError(path, f"no valid depth: {valid:.1%} of pixels valid (NaN, inf, sky or out of range)")
+        return z

@@ -1,0 +1,224 @@
+"""Reading frames safely: paths that stay inside a capture, images checked before decoding,
+depth files in every encoding of CAPTURE_FORMAT.md.  Every failure is a :class:`FrameError`
+that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dav_builder.capture.base import FrameError
+
+#: Decompression-bomb limit: an image whose header claims more pixels is refused before decoding.
+MAX_PIXELS = 100_000_000
+DEPTH_ENCODINGS = ("exr", "npy", "png16", "raw")
+
+
+def safe_join(root: Path, rel: str) -> Path:
+    """``root / rel``, refusing paths that leave ``root`` (absolute, ``..``, or a link out)."""
+    if not isinstance(rel, str) or not rel:
+        raise FrameError(root, f"frame path {rel!r} is not a non-empty string")
+    if os.path.isabs(rel) or rel.startswith(("/", "\\")):
+        raise FrameError(rel, "absolute path: frame files must be relative to the capture directory")
+    parts = Path(rel).parts
+    if ".." in parts:
+        raise FrameError(rel, "path leaves the capture directory ('..')")
+    path = Path(root) / rel
+    try:
+        real = path.resolve(strict=False)
+        base = Path(root).resolve()
+    except OSError as exc:
+        raise FrameError(path, f"cannot resolve path: {exc}") from None
+    if real != base and base not in real.parents:
+        raise FrameError(path, f"path resolves outside the capture directory (to {real})")
+    return path
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes; FrameError when it is missing, unreadable or empty."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise FrameError(path, "file is missing") from None
+    except OSError as exc:
+        raise FrameError(path, f"cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise FrameError(path, "file is empty")
+    return data
+
+
+def image_size(data: bytes, path: str | Path) -> tuple[int, int, str]:
+    """(width, height, "png" | "jpg") read from the header only, without decoding."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise FrameError(path, "truncated PNG header")
+        w, h = struct.unpack(">II", data[16:24])
+        return int(w), int(h), "png"
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                raise FrameError(path, "corrupt JPEG marker stream")
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            seg = struct.unpack(">H", data[i + 2 : i + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+                return int(w), int(h), "jpg"
+            i += 2 + seg
+        raise FrameError(path, "truncated JPEG: no frame header")
+    raise FrameError(path, "not a PNG or JPEG image")
+
+
+def check_image(data: bytes, path: str | Path, expect_size=None, max_pixels: int = MAX_PIXELS) -> str:
+    """Validate an encoded image cheaply (header, pixel limit, size, complete data); return its ext."""
+    w, h, ext = image_size(data, path)
+    if w * h > max_pixels:
+        raise FrameError(path, f"image of {w}x{h} pixels exceeds the limit of {max_pixels} (decompression bomb?)")
+    if w == 0 or h == 0:
+        raise FrameError(path, f"image has an empty size {w}x{h}")
+    if expect_size is not None and (h, w) != tuple(expect_size):
+        raise FrameError(path, f"image is {w}x{h} but the capture is {expect_size[1]}x{expect_size[0]}")
+    if ext == "png" and data[-8:-4] != b"IEND":  # the last chunk: length, "IEND", CRC
+        raise FrameError(path, "truncated PNG (no IEND chunk)")
+    if ext == "jpg" and b"\xff\xd9" not in data[-4:]:
+        raise FrameError(path, "truncated JPEG (no end-of-image marker)")
+    return ext
+
+
+def _imdecode(data: bytes, path: str | Path, flags: int) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if img is None:
+        raise FrameError(path, "image cannot be decoded")
+    return img
+
+
+def decode_rgb(data: bytes, path: str | Path, expect_size=None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an 8-bit RGB image (uint8 HxWx3, RGB order)."""
+    check_image(data, path, expect_size, max_pixels)
+    return cv2.cvtColor(_imdecode(data, path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def decode_rgb_small(
+    data: bytes, path: str | Path, small_side: int, expect_size=None, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Decode reduced so that the longer side is at most ``small_side`` (uint8 RGB).
+
+    JPEGs decode at 1/2, 1/4 or 1/8 scale directly (libjpeg's DCT scaling, several times faster
+    than a full decode); PNGs must be decoded whole, then are area-averaged down.
+    """
+    w, h, ext = image_size(data, path)
+    check_image(data, path, expect_size, max_pixels)
+    flags = cv2.IMREAD_COLOR
+    if ext == "jpg":
+        for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                             (2, cv2.IMREAD_REDUCED_COLOR_2)):
+            if max(w, h) // factor >= small_side:
+                flags = flag
+                break
+    img = _imdecode(data, path, flags)
+    long_side = max(img.shape[:2])
+    if long_side > small_side:
+        scale = small_side / long_side
+        size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB uint8 image."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+# -- depth files ----------------------------------------------------------------------------
+
+
+def _read_exr(path: Path) -> np.ndarray:
+    import OpenEXR
+
+    try:
+        with OpenEXR.File(str(path), separate_channels=True) as f:
+            channels = f.channels()
+            if not channels:
+                raise FrameError(path, "EXR file has no channels")
+            name = "Z" if "Z" in channels else ("R" if "R" in channels else sorted(channels)[0])
+            return np.array(channels[name].pixels, dtype=np.float32)
+    except FrameError:
+        raise
+    except Exception as exc:  # OpenEXR raises plain exceptions for truncated or corrupt files
+        raise FrameError(path, f"EXR cannot be decoded: {exc}") from None
+
+
+def read_depth_file(path: Path, encoding: str, height: int, width: int) -> np.ndarray:
+    """Read one stored depth frame as float32 (stored values, not yet converted)."""
+    path = Path(path)
+    if encoding not in DEPTH_ENCODINGS:
+        raise FrameError(path, f"unknown depth encoding {encoding!r}")
+    if not path.is_file():
+        raise FrameError(path, "file is missing")
+    if encoding == "exr":
+        d = _read_exr(path)
+    elif encoding == "npy":
+        try:
+            d = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise FrameError(path, f"npy cannot be read: {exc}") from None
+        if d.ndim != 2:
+            raise FrameError(path, f"npy depth must be 2-D, got shape {d.shape}")
+        if d.dtype not in (np.float16, np.float32, np.float64):
+            raise FrameError(path, f"npy depth must be float16 or float32, got {d.dtype}")
+        try:
+            d = np.asarray(d, dtype=np.float32)
+        except ValueError as exc:  # a truncated memory map
+            raise FrameError(path, f"npy is truncated: {exc}") from None
+    elif encoding == "png16":
+        data = read_bytes(path)
+        w, h, ext = image_size(data, path)
+        if ext != "png":
+            raise FrameError(path, "png16 depth must be a PNG")
+        check_image(data, path, None)
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise FrameError(path, "PNG cannot be decoded")
+        if img.dtype != np.uint16 or img.ndim != 2:
+            raise FrameError(path, f"png16 depth must be 16-bit greyscale, got {img.dtype} with shape {img.shape}")
+        d = img.astype(np.float32)
+    else:  # raw
+        size = path.stat().st_size
+        if size != height * width * 4:
+            raise FrameError(path, f"raw depth has {size} bytes, expected {height * width * 4} ({width}x{height} float32)")
+        d = np.fromfile(path, dtype="<f4").reshape(height, width)
+    if d.shape != (height, width):
+        raise FrameError(path, f"depth is {d.shape[1]}x{d.shape[0]} but the RGB frames are {width}x{height}")
+    return d
+
+
+def write_depth_file(path: Path, array: np.ndarray, encoding: str) -> None:
+    """Write a depth frame in ``encoding`` (for the engine and tests)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if encoding == "npy":
+        np.save(path, np.asarray(array))
+    elif encoding == "raw":
+        np.asarray(array, dtype="<f4").tofile(path)
+    elif encoding == "png16":
+        if not cv2.imwrite(str(path), np.asarray(array, dtype=np.uint16)):
+            raise OSError(f"{path}: cannot write PNG")
+    elif encoding == "exr":
+        import OpenEXR
+
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+        with OpenEXR.File(header, {"Z": np.ascontiguousarray(array, dtype=np.float32)}) as f:
+            f.write(str(path))
+    else:
+        raise ValueError(f"unknown depth encoding {encoding!r}")

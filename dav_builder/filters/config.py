@@ -1,0 +1,104 @@
+"""Configuration of clip scoring (the ``scoring:`` section of a dav-build config)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class DepthModelConfig:
+    """The depth model whose agreement with the captured depth is the depth score."""
+
+    path: str | None = None
+    """A dav-train run directory or exported model folder, or ``module:callable`` naming any
+    depth model (a callable from uint8 RGB frames (N, H, W, 3) to disparity (N, H, W)). None = off."""
+    steps: int = 1
+    """Euler steps for a dav-train model (1 is its fastest setting)."""
+    threshold: float = 0.6
+    """Depth score (delta1 after scale-and-shift alignment in disparity) below which a clip is suspect."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
+
+
+@dataclass
+class ClipModelConfig:
+    """The CLIP model comparing colour-mapped captured and predicted depth."""
+
+    model: str | None = None
+    """open_clip model name, e.g. ``ViT-B-32``. None = off."""
+    pretrained: str | None = None
+    """A local checkpoint file, or an open_clip pretrained tag found in the local Hugging Face cache."""
+    cache_dir: str | None = None
+    """Where to look for cached weights (default: the Hugging Face cache)."""
+    threshold: float = 0.8
+    """Median semantic score below which a clip is suspect."""
+
+
+@dataclass
+class CheckConfig:
+    """One model-free check."""
+
+    enabled: bool = True
+    threshold: float = 0.0
+    """Scores above this drop the clip."""
+
+
+def _edge_default() -> CheckConfig:
+    return CheckConfig(True, 0.10)
+
+
+def _lag_default() -> CheckConfig:
+    return CheckConfig(True, 0.05)
+
+
+def _frozen_default() -> CheckConfig:
+    return CheckConfig(True, 0.25)
+
+
+def _overlay_default() -> CheckConfig:
+    return CheckConfig(True, 0.02)
+
+
+@dataclass
+class ScoringConfig:
+    """Which scores are computed and the thresholds that decide ``keep``."""
+
+    sample_frames: int = 10
+    """Frames sampled uniformly from each clip for the model scores (the paper uses 10)."""
+    check_frames: int = 6
+    """Frames sampled for the model-free checks."""
+    check_side: int = 256
+    """Longer side, in pixels, at which the model-free checks look at frames."""
+    depth: DepthModelConfig = field(default_factory=DepthModelConfig)
+    clip: ClipModelConfig = field(default_factory=ClipModelConfig)
+    edge_misalignment: CheckConfig = field(default_factory=_edge_default)
+    """RGB edges and depth edges do not coincide (depth from another camera)."""
+    depth_lag: CheckConfig = field(default_factory=_lag_default)
+    """Depth lines up better with the previous RGB frame than with its own."""
+    frozen_depth: CheckConfig = field(default_factory=_frozen_default)
+    """Share of frame pairs whose depth does not change while the RGB does."""
+    static_overlay: CheckConfig = field(default_factory=_overlay_default)
+    """Share of the image with static RGB edges over moving depth (a HUD drawn on RGB only)."""
+    batch_size: int = 4
+    """Clips scored together by the models."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ScoringConfig":
+        return _build(cls, data or {}, "scoring")
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    base = cls()
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(base, name)
+        kwargs[name] = _build(type(default), value, f"{where}.{name}") if dataclasses.is_dataclass(default) else value
+    return cls(**kwargs)

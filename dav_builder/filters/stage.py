@@ -1,0 +1,194 @@
+"""The scoring stage of dav-build, and the keep/drop decision from stored scores.
+
+Scores (all stored in the manifest and each clip's json, kept or dropped):
+
+==================== ============================================================ ==========
+``depth_score``      delta1 of the depth model's prediction on ``sample_frames``    higher is
+                     uniformly sampled frames, after least-squares scale and shift   better
+                     alignment in disparity
+``semantic_score``   median CLIP cosine similarity of colour-mapped captured and    higher is
+                     colour-mapped (aligned) predicted disparity                     better
+``edge_misalignment`` see :mod:`dav_builder.filters.checks`                          lower
+``depth_lag``                                                                         lower
+``frozen_depth``                                                                      lower
+``static_overlay``                                                                    lower
+==================== ============================================================ ==========
+
+The paper's rule: drop a clip when *both* the depth score and the semantic score fall below
+their thresholds.  With only one of the two configured, that one decides alone.  Each model-free
+check drops a clip whose score exceeds its threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dav_builder.clip import Clip
+from dav_builder.filters import align, checks
+from dav_builder.filters.config import ScoringConfig
+from dav_builder.filters.models import (
+    ClipEmbedder,
+    ModelUnavailableError,
+    check_clip,
+    check_depth_model,
+    colorize,
+    load_depth_model,
+)
+
+CHECKS = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay")
+SCORE_NAMES = ("depth_score", "semantic_score") + CHECKS
+
+__all__ = ["ScoringStage", "decide", "ModelUnavailableError", "SCORE_NAMES"]
+
+
+def decide(scores: dict[str, float | None], cfg: ScoringConfig) -> tuple[bool, str | None]:
+    """Keep or drop from stored scores alone (so thresholds can change without rescoring)."""
+    for name in CHECKS:
+        check = getattr(cfg, name)
+        value = scores.get(name)
+        if check.enabled and value is not None and not np.isnan(value) and value > check.threshold:
+            return False, name
+    ds, ss = scores.get("depth_score"), scores.get("semantic_score")
+    low_d = ds is not None and ds < cfg.depth.threshold
+    low_s = ss is not None and ss < cfg.clip.threshold
+    if ds is not None and ss is not None:
+        if low_d and low_s:
+            return False, "low_depth_and_semantic"
+    elif low_d:
+        return False, "low_depth_score"
+    elif low_s:
+        return False, "low_semantic_score"
+    return True, None
+
+
+class ScoringStage:
+    """Scores clips; cheap to construct and pickle, models loaded in :meth:`setup`."""
+
+    def __init__(self, cfg: ScoringConfig):
+        self.cfg = cfg
+        self._depth_model = None
+        self._clip = None
+        self._ready = False
+
+    def uses_models(self) -> bool:
+        return self.cfg.depth.path is not None or self.cfg.clip.model is not None
+
+    def score_names(self) -> tuple[str, ...]:
+        return SCORE_NAMES
+
+    def validate(self) -> None:
+        """Fail now, before any data is read, when a configured model is missing."""
+        if self.cfg.depth.path is not None:
+            check_depth_model(self.cfg.depth.path)
+        if self.cfg.clip.model is not None:
+            if self.cfg.depth.path is None:
+                raise ModelUnavailableError(
+                    "scoring.clip compares captured with predicted depth: it needs scoring.depth.path too"
+                )
+            check_clip(self.cfg.clip.model, self.cfg.clip.pretrained, self.cfg.clip.cache_dir)
+
+    def describe(self) -> list[str]:
+        lines = []
+        if self.cfg.depth.path is None:
+            lines.append("scoring: depth_score is off (set scoring.depth.path to a dav-train run or 'module:callable')")
+        else:
+            lines.append(f"scoring: depth_score on, model {self.cfg.depth.path} ({self.cfg.depth.steps} step)")
+        if self.cfg.clip.model is None:
+            lines.append("scoring: semantic_score is off (set scoring.clip.model and scoring.clip.pretrained "
+                         "to an open_clip model with local weights)")
+        else:
+            lines.append(f"scoring: semantic_score on, CLIP {self.cfg.clip.model} / {self.cfg.clip.pretrained}")
+        on = [n for n in CHECKS if getattr(self.cfg, n).enabled]
+        lines.append("scoring: model-free checks on: " + (", ".join(on) if on else "none"))
+        return lines
+
+    def setup(self) -> None:
+        if self._ready:
+            return
+        self.validate()
+        if self.cfg.depth.path is not None:
+            self._depth_model = load_depth_model(self.cfg.depth.path, self.cfg.depth.steps, self.cfg.depth.device)
+        if self.cfg.clip.model is not None:
+            c = self.cfg.clip
+            self._clip = ClipEmbedder(c.model, c.pretrained, c.cache_dir, self.cfg.depth.device)
+        self._ready = True
+
+    # -- scoring --------------------------------------------------------------------------
+
+    def __call__(self, clips: list[Clip]) -> list[Clip]:
+        self.setup()
+        for clip in clips:
+            if not clip.loaded:
+                continue
+            scores: dict[str, float | None] = {name: None for name in SCORE_NAMES}
+            scores.update(self._checks(clip))
+            if self._depth_model is not None:
+                scores.update(self._model_scores(clip))
+            clip.scores.update(scores)
+            keep, reason = decide(clip.scores, self.cfg)
+            if not keep:
+                clip.drop(reason or "dropped")
+        return clips
+
+    def _frames(self, clip: Clip, positions: list[int], side: int) -> tuple[np.ndarray, np.ndarray]:
+        """RGB (uint8) and nearest-resized depth of some frames at a reduced size."""
+        import cv2
+
+        from dav_builder.capture.imageio import decode_rgb_small
+
+        rgb = np.stack([decode_rgb_small(clip.rgb[i], f"{clip.clip_id}#{i}", side) for i in positions])
+        h, w = rgb.shape[1:3]
+        assert clip.depth is not None
+        depth = np.stack([cv2.resize(clip.depth[i], (w, h), interpolation=cv2.INTER_NEAREST) for i in positions])
+        return rgb, depth
+
+    def _checks(self, clip: Clip) -> dict[str, float | None]:
+        cfg = self.cfg
+        if not any(getattr(cfg, n).enabled for n in CHECKS):
+            return {}
+        T = clip.num_frames
+        cur = sorted(set(align.sample_indices(T - 1, cfg.check_frames))) if T > 1 else [0]
+        cur = [i + 1 for i in cur] if T > 1 else cur
+        prev = [max(0, i - 1) for i in cur]
+        pos = sorted(set(cur) | set(prev))
+        rgb, depth = self._frames(clip, pos, cfg.check_side)
+        grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        at = {p: k for k, p in enumerate(pos)}
+        c, p = [at[i] for i in cur], [at[i] for i in prev]
+        out: dict[str, float | None] = {}
+        if cfg.edge_misalignment.enabled:
+            out["edge_misalignment"] = checks.edge_misalignment(grey[c], depth[c])
+        if cfg.depth_lag.enabled:
+            out["depth_lag"] = checks.depth_lag(grey[p], grey[c], depth[c]) if T > 1 else 0.0
+        if cfg.frozen_depth.enabled:
+            out["frozen_depth"] = checks.frozen_depth(grey[p], grey[c], depth[p], depth[c]) if T > 1 else 0.0
+        if cfg.static_overlay.enabled:
+            out["static_overlay"] = checks.static_overlay(grey, depth)
+        return out
+
+    def _model_scores(self, clip: Clip) -> dict[str, float | None]:
+        assert clip.depth is not None
+        pos = align.sample_indices(clip.num_frames, self.cfg.sample_frames)
+        rgb = np.stack([self._decode_full(clip, i) for i in pos])
+        gt = clip.depth[pos]
+        pred = np.asarray(self._depth_model(rgb), dtype=np.float32)  # type: ignore[misc]
+        if pred.shape != gt.shape:
+            raise ValueError(f"depth model returned shape {pred.shape} for frames of shape {gt.shape}")
+        out: dict[str, float | None] = {"depth_score": align.depth_score(pred, gt)}
+        if self._clip is not None:
+            aligned, valid = align.align_disparity(pred, gt)
+            gt_disp = np.where(valid, 1.0 / np.maximum(gt, 1e-6), 0.0)
+            pr_disp = np.where(valid, 1.0 / np.maximum(aligned, 1e-6), 0.0)
+            lo, hi = np.percentile(gt_disp[valid], [2, 98]) if valid.any() else (0.0, 1.0)
+            ims = [colorize(d, lo, hi) for d in gt_disp] + [colorize(d, lo, hi) for d in pr_disp]
+            emb = self._clip.embed(ims)
+            n = len(gt_disp)
+            sims = (emb[:n] * emb[n:]).sum(axis=1)
+            out["semantic_score"] = float(np.median(sims))
+        return out
+
+    @staticmethod
+    def _decode_full(clip: Clip, i: int) -> np.ndarray:
+        from dav_builder.capture.imageio import decode_rgb
+
+        return decode_rgb(clip.rgb[i], f"{clip.clip_id}#{i}")
