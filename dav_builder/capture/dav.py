@@ -171,8 +171,11 @@ class DavCapture(Capture):
         for key in ("rgb", "depth"):
             if not isinstance(rec.get(key), str):
                 raise FrameError(where, f"missing or non-string {key!r}", index)
-        rgb = safe_join(self.root, rec["rgb"])
-        dep = safe_join(self.root, rec["depth"])
+        try:
+            rgb = safe_join(self.root, rec["rgb"])
+            dep = safe_join(self.root, rec["depth"])
+        except FrameError as exc:
+            raise FrameError(where, f"{exc.path}: {exc.problem}", index) from None
         extra: dict[str, Any] = {"near": self.near, "far": self.far}
         try:
             K = _matrix(rec["K"], (3, 3), "K") if "K" in rec else None

@@ -17,6 +17,8 @@ from dav_builder.capture.base import FrameError
 #: Decompression-bomb limit: an image whose header claims more pixels is refused before decoding.
 MAX_PIXELS = 100_000_000
 DEPTH_ENCODINGS = ("exr", "npy", "png16", "raw")
+#: How far from the end of an image file its end marker may be (trailing padding).
+_END_SLACK = 64
 
 
 def safe_join(root: Path, rel: str) -> Path:
@@ -86,9 +88,10 @@ def check_image(data: bytes, path: str | Path, expect_size=None, max_pixels: int
         raise FrameError(path, f"image has an empty size {w}x{h}")
     if expect_size is not None and (h, w) != tuple(expect_size):
         raise FrameError(path, f"image is {w}x{h} but the capture is {expect_size[1]}x{expect_size[0]}")
-    if ext == "png" and data[-8:-4] != b"IEND":  # the last chunk: length, "IEND", CRC
+    # the end of the data, tolerating a little padding some writers append after the last marker
+    if ext == "png" and b"IEND" not in data[-_END_SLACK:]:  # the last chunk: length, "IEND", CRC
         raise FrameError(path, "truncated PNG (no IEND chunk)")
-    if ext == "jpg" and b"\xff\xd9" not in data[-4:]:
+    if ext == "jpg" and not data[-_END_SLACK:].rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
         raise FrameError(path, "truncated JPEG (no end-of-image marker)")
     return ext
 
@@ -166,13 +169,15 @@ def read_depth_file(path: Path, encoding: str, height: int, width: int) -> np.nd
         raise FrameError(path, f"unknown depth encoding {encoding!r}")
     if not path.is_file():
         raise FrameError(path, "file is missing")
+    if path.stat().st_size == 0:
+        raise FrameError(path, "file is empty")
     if encoding == "exr":
         d = _read_exr(path)
     elif encoding == "npy":
         try:
             d = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise FrameError(path, f"npy cannot be read: {exc}") from None
+            raise FrameError(path, f"npy cannot be read (truncated or corrupt): {exc}") from None
         if d.ndim != 2:
             raise FrameError(path, f"npy depth must be 2-D, got shape {d.shape}")
         if d.dtype not in (np.float16, np.float32, np.float64):
@@ -196,7 +201,10 @@ def read_depth_file(path: Path, encoding: str, height: int, width: int) -> np.nd
     else:  # raw
         size = path.stat().st_size
         if size != height * width * 4:
-            raise FrameError(path, f"raw depth has {size} bytes, expected {height * width * 4} ({width}x{height} float32)")
+            expected = height * width * 4
+            raise FrameError(
+                path, f"raw depth has {size} bytes, expected {expected} ({width}x{height} float32): truncated or wrong size"
+            )
         d = np.fromfile(path, dtype="<f4").reshape(height, width)
     if d.shape != (height, width):
         raise FrameError(path, f"depth is {d.shape[1]}x{d.shape[0]} but the RGB frames are {width}x{height}")
@@ -208,12 +216,15 @@ def write_depth_file(path: Path, array: np.ndarray, encoding: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if encoding == "npy":
-        np.save(path, np.asarray(array))
+        with open(path, "wb") as fh:  # a file object: np.save would append ".npy" to other names
+            np.save(fh, np.asarray(array), allow_pickle=False)
     elif encoding == "raw":
         np.asarray(array, dtype="<f4").tofile(path)
     elif encoding == "png16":
-        if not cv2.imwrite(str(path), np.asarray(array, dtype=np.uint16)):
-            raise OSError(f"{path}: cannot write PNG")
+        ok, buf = cv2.imencode(".png", np.asarray(array, dtype=np.uint16))
+        if not ok:
+            raise OSError(f"{path}: cannot encode a 16-bit PNG")
+        path.write_bytes(buf.tobytes())
     elif encoding == "exr":
         import OpenEXR
 

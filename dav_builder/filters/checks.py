@@ -76,18 +76,24 @@ def depth_lag(grey_prev: np.ndarray, grey: np.ndarray, depth: np.ndarray) -> flo
 
 def frozen_depth(
     grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray, depth: np.ndarray,
-    rgb_min_change: float = 1.0, depth_max_change: float = 1e-4,
+    rgb_min_change: float = 1.0, min_changed: float = 0.002,
 ) -> float:
     """Share of (t-1, t) pairs whose RGB changes by > ``rgb_min_change`` grey levels on average
-    while the median relative depth change is below ``depth_max_change``."""
+    while fewer than ``min_changed`` of the valid depth pixels change by more than 0.1 %.
+
+    Counting changed pixels (not a median) matters: a camera moving over a ground plane leaves
+    most ground pixels at the same depth, yet objects and walls change.
+    """
     frozen = moving = 0
     for gp, g, dp, d in zip(grey_prev, grey, depth_prev, depth):
         if np.abs(g.astype(np.float32) - gp.astype(np.float32)).mean() <= rgb_min_change:
             continue
         moving += 1
         valid = (d > 0) & (dp > 0)
-        change = float(np.median(np.abs(np.log(d[valid]) - np.log(dp[valid])))) if valid.any() else 0.0
-        frozen += change < depth_max_change
+        if not valid.any():
+            continue
+        changed = float((np.abs(np.log(d[valid]) - np.log(dp[valid])) > 1e-3).mean())
+        frozen += changed < min_changed
     return frozen / moving if moving else 0.0
 
 
@@ -98,10 +104,9 @@ def static_overlay(grey: np.ndarray, depth: np.ndarray, rgb_static: float = 2.0,
     g = grey.astype(np.float32)
     static = g.std(axis=0) < rgb_static
     edges = grad_mag(g.mean(axis=0)) > 40.0
-    d = np.where(depth > 0, np.log(np.maximum(depth, _EPS)), np.nan)
-    with np.errstate(invalid="ignore"):
-        span = np.nanmax(d, axis=0) - np.nanmin(d, axis=0)
-    moving = np.nan_to_num(span, nan=0.0) > depth_moving
+    valid = (depth > 0).all(axis=0)
+    d = np.log(np.maximum(depth, _EPS))
+    moving = valid & ((d.max(axis=0) - d.min(axis=0)) > depth_moving)
     if moving.mean() < 0.2:  # the scene hardly moves: a static RGB edge says nothing
         return 0.0
     return float((static & edges & moving).mean())

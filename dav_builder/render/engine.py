@@ -1,0 +1,208 @@
+"""The synthetic capture engine: plan, render, write captures in the dav-capture/1 format.
+
+Each capture is one world with an indoor and an outdoor layout far apart; shots move the camera
+through them and cut, fade or show a menu in between.  The depth written is the renderer's own
+OpenGL window-depth buffer (``convention: gl``, float32 ``.npy``), with the projection matrix of
+each frame, ``near``/``far`` in ``capture.json`` and ``invalid: [1.0]`` for pixels where nothing
+was drawn (sky).  While a menu or a black frame is on screen the depth buffer is cleared to 1.0,
+as a game that draws only its UI leaves it: those frames have no valid depth.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from dav_builder.capture.depth import intrinsics_from_projection
+from dav_builder.render.backend import Light, PybulletBackend
+from dav_builder.render.scene import make_layout
+from dav_builder.render.timeline import DEFECTS, Defect, Plan, Shot, defects_json, plan_capture
+from dav_builder.render.trajectory import cam_to_world
+
+OUTDOOR_OFFSET = (2000.0, 0.0, 0.0)
+
+
+@dataclass
+class RenderConfig:
+    """What ``dav-render`` makes."""
+
+    scenes: int = 3
+    """Captures to write."""
+    frames: int = 96
+    """Frames per capture."""
+    width: int = 256
+    height: int = 144
+    seed: int = 0
+    fps: float = 30.0
+    vfov_deg: float = 60.0
+    near: float = 0.1
+    far: float = 150.0
+    defects: tuple[str, ...] = ()
+    """Defect types that may be planted (see :data:`dav_builder.render.timeline.DEFECTS`)."""
+    defect_rate: float = 0.5
+    """Probability that each listed defect is planted in a capture."""
+    rgb_format: str = "png"
+    """``png`` or ``jpg``."""
+    name_prefix: str = "capture"
+
+    def __post_init__(self) -> None:
+        self.defects = tuple(self.defects)
+        for d in self.defects:
+            if d not in DEFECTS:
+                raise ValueError(f"unknown defect {d!r}; choose from {', '.join(DEFECTS)}")
+        if self.rgb_format not in ("png", "jpg"):
+            raise ValueError("rgb_format must be png or jpg")
+        if self.width < 16 or self.height < 16 or self.frames < 1 or self.scenes < 1:
+            raise ValueError("width and height must be at least 16, frames and scenes at least 1")
+
+
+@dataclass
+class _State:
+    prev_depth: np.ndarray | None = None
+    frozen: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def sky(height: int, width: int, level: float) -> np.ndarray:
+    top, bottom = np.array([90, 140, 215.0]), np.array([190, 215, 240.0])
+    a = np.linspace(0, 1, height)[:, None, None]
+    return np.broadcast_to((top * (1 - a) + bottom * a) * level, (height, width, 3)).astype(np.uint8)
+
+
+def draw_hud(rgb: np.ndarray, frame: int) -> np.ndarray:
+    """A game HUD: health bar, minimap, crosshair and a counter, drawn on RGB only."""
+    h, w = rgb.shape[:2]
+    out = rgb.copy()
+    s = max(1, w // 256)
+    cv2.rectangle(out, (6 * s, h - 14 * s), (6 * s + w // 4, h - 8 * s), (40, 200, 60), -1)
+    cv2.rectangle(out, (6 * s, h - 14 * s), (6 * s + w // 4, h - 8 * s), (255, 255, 255), 1)
+    cv2.rectangle(out, (w - w // 5 - 6 * s, 6 * s), (w - 6 * s, 6 * s + w // 5), (20, 20, 20), -1)
+    cv2.circle(out, (w - w // 10 - 6 * s, 6 * s + w // 10), 2 * s, (255, 60, 60), -1)
+    cv2.drawMarker(out, (w // 2, h // 2), (255, 255, 255), cv2.MARKER_CROSS, 8 * s, 1)
+    cv2.putText(out, f"{100 - frame % 100:03d}", (8 * s, 16 * s), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * s,
+                (255, 255, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def menu_screen(height: int, width: int, seed: int) -> np.ndarray:
+    """A pause menu / loading screen: a dark panel with buttons and text."""
+    rng = np.random.default_rng(seed)
+    img = np.full((height, width, 3), rng.integers(10, 40, 3), np.uint8)
+    cv2.rectangle(img, (width // 4, height // 6), (3 * width // 4, 5 * height // 6), (60, 60, 90), -1)
+    for k, label in enumerate(("RESUME", "OPTIONS", "QUIT")):
+        y = height // 3 + k * height // 6
+        cv2.rectangle(img, (width // 3, y - 8), (2 * width // 3, y + 6), (120, 120, 170), -1)
+        cv2.putText(img, label, (width // 3 + 4, y + 3), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def _light(shot: Shot, t: float) -> Light:
+    level = shot.light_level * (shot.light_change if shot.light_change_at is not None and t >= shot.light_change_at else 1.0)
+    return Light(shot.light_dir, (1.0, 1.0, 0.95), 0.45 * level, 0.6 * level)
+
+
+def _misaligned_view(eye: np.ndarray, target: np.ndarray, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    f = target - eye
+    right = np.cross(f / np.linalg.norm(f), [0, 0, 1.0])
+    right /= np.linalg.norm(right)
+    a = np.radians(params["yaw_deg"])
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    eye2 = eye + right * params["offset_m"]
+    return eye2, eye2 + rot @ f
+
+
+def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | None = None) -> Path:
+    """Render and write one capture; return its directory."""
+    rng = np.random.default_rng([cfg.seed, index])
+    layouts_rng = np.random.default_rng([cfg.seed, index, 1])
+    indoor = make_layout("indoor", layouts_rng, (0.0, 0.0, 0.0))
+    outdoor = make_layout("outdoor", layouts_rng, OUTDOOR_OFFSET)
+    plan: Plan = plan_capture(cfg.frames, cfg.fps, [("indoor", indoor.origin, indoor.extent),
+                                                    ("outdoor", outdoor.origin, outdoor.extent)],
+                              rng, cfg.defects, cfg.defect_rate)
+    layouts = [indoor, outdoor]
+    cap = Path(out) / f"{cfg.name_prefix}{index:03d}"
+    (cap / "rgb").mkdir(parents=True, exist_ok=True)
+    (cap / "depth").mkdir(exist_ok=True)
+    backend = PybulletBackend(cfg.width, cfg.height, cfg.vfov_deg, cfg.near, cfg.far)
+    try:
+        for layout in layouts:
+            backend.add_layout(layout, layouts_rng)
+        K, _, _ = intrinsics_from_projection(backend.projection, cfg.width, cfg.height, "gl")
+        menu = menu_screen(cfg.height, cfg.width, index)
+        by_frame: dict[int, list[Defect]] = {}
+        for d in plan.defects:
+            for i in range(d.first_frame, d.last_frame + 1):
+                by_frame.setdefault(i, []).append(d)
+        state = _State()
+        lines = []
+        for i, fp in enumerate(plan.frames):
+            shot = plan.shots[fp.shot]
+            eye, target = shot.trajectory.pose(fp.t_shot)
+            backend.set_time(i / cfg.fps)
+            rgb, depth = backend.render(eye, target, _light(shot, fp.t_shot))
+            if layouts[shot.layout].sky:
+                nothing = depth >= 1.0
+                rgb[nothing] = sky(cfg.height, cfg.width, shot.light_level)[nothing]
+            clean_depth = depth
+            for d in by_frame.get(i, []):
+                if d.type == "misaligned":
+                    e2, t2 = _misaligned_view(eye, target, d.params)
+                    _, depth = backend.render(e2, t2, _light(shot, fp.t_shot))
+                elif d.type == "depth_lag" and state.prev_depth is not None:
+                    depth = state.prev_depth
+                elif d.type == "frozen_depth":
+                    depth = state.frozen.setdefault(id(d), clean_depth)
+                elif d.type == "hud":
+                    rgb = draw_hud(rgb, i)
+            state.prev_depth = clean_depth
+            if fp.menu:
+                rgb, depth = menu.copy(), np.ones_like(depth)
+            elif fp.brightness < 1:
+                rgb = (rgb.astype(np.float32) * fp.brightness).astype(np.uint8)
+                if fp.brightness == 0:
+                    depth = np.ones_like(depth)
+            name = f"{i:06d}"
+            ext = cfg.rgb_format
+            params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if ext == "png" else [cv2.IMWRITE_JPEG_QUALITY, 92]
+            cv2.imwrite(str(cap / "rgb" / f"{name}.{ext}"), rgb[..., ::-1], params)
+            np.save(cap / "depth" / f"{name}.npy", depth.astype(np.float32))
+            lines.append(json.dumps({
+                "index": i, "time": round(i / cfg.fps, 6), "rgb": f"rgb/{name}.{ext}", "depth": f"depth/{name}.npy",
+                "K": np.round(K, 6).tolist(), "projection": np.round(backend.projection, 9).tolist(),
+                "cam_to_world": np.round(cam_to_world(eye, target), 9).tolist(),
+            }))
+            if progress is not None:
+                progress.update(1)
+    finally:
+        backend.close()
+    far_written = cfg.far
+    for d in plan.defects:
+        if d.type == "wrong_nearfar":
+            far_written = cfg.far * d.params["far_factor"]
+            d.params.update({"true_far": cfg.far, "written_far": far_written})
+    meta = {
+        "format": "dav-capture/1", "engine": "dav-render (pybullet TinyRenderer)", "fps": cfg.fps,
+        "width": cfg.width, "height": cfg.height,
+        "depth": {"encoding": "npy", "convention": "gl", "near": cfg.near, "far": far_written, "invalid": [1.0]},
+    }
+    (cap / "capture.json").write_text(json.dumps(meta, indent=1))
+    (cap / "frames.jsonl").write_text("\n".join(lines) + "\n")
+    (cap / "segments.json").write_text(json.dumps(plan.segments, indent=1))
+    (cap / "defects.json").write_text(json.dumps(defects_json(plan.defects), indent=1))
+    return cap
+
+
+def render_captures(out_dir: Path, config: RenderConfig, progress: bool = True) -> list[Path]:
+    """Render ``config.scenes`` captures into ``out_dir``; return their directories."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=config.scenes * config.frames, desc="rendering", unit="frame", disable=not progress)
+    try:
+        return [render_capture(out, i, config, bar) for i in range(config.scenes)]
+    finally:
+        bar.close()
