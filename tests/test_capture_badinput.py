@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/capture_fixtures.py
+
 import json
 import os
 import tracemalloc
 
+import cv2
 import numpy as np
 import pytest
 
@@ -94,8 +100,6 @@ def test_undecodable_rgb(tmp_path):
 
 def test_rgb_size_differs_from_capture(tmp_path):
     root = make(tmp_path)
-    import cv2
-
     cv2.imwrite(str(root / "rgb/000001.png"), np.zeros((H, W + 2, 3), np.uint8))
     only_bad(DavCapture(root), 1, "rgb/000001.png", "is 34x24 but the capture is 32x24")
 
@@ -380,3 +384,36 @@ def test_safe_join_allows_links_inside(tmp_path):
     assert safe_join(tmp_path, "a/./x.png") == tmp_path / "a/x.png"
     with pytest.raises(FrameError, match="not a non-empty string"):
         safe_join(tmp_path, "")
+
+
+def test_declared_invalid_values_are_exempt_from_the_range_check(tmp_path):
+    def with_sky(index, h, w, K):
+        z = scene_depth(index, h, w, K)
+        z[:2] = 0
+        return z
+
+    root = make(tmp_path, invalid=[-1.0], depth_fn=with_sky)  # linear, sky stored as -1
+    cap = DavCapture(root)
+    got = list(cap.frames())
+    z = cap.read_depth(got[0])
+    assert (z[:2] == 0).all() and (z[2:] > 0).all()
+    # errors from the loaders carry the frame's index
+    (root / "depth/000002.npy").unlink()
+    with pytest.raises(FrameError) as info:
+        cap.read_depth(got[2])
+    assert info.value.index == 2
+    (root / "rgb/000003.png").unlink()
+    with pytest.raises(FrameError) as info:
+        cap.read_rgb_bytes(got[3])
+    assert info.value.index == 3
+
+
+def test_jpeg_header_parsing_with_fill_bytes_and_exif():
+    ok, buf = cv2.imencode(".jpg", np.zeros((7, 13, 3), np.uint8))
+    data = buf.tobytes()
+    assert image_size(data, "a.jpg") == (13, 7, "jpg")
+    # an APP1 segment and fill bytes before the frame header change nothing
+    app1 = b"\xff\xe1" + (2 + 20).to_bytes(2, "big") + b"Exif\x00\x00" + bytes(14)
+    padded = data[:2] + app1 + b"\xff" + data[2:]
+    assert image_size(padded, "b.jpg") == (13, 7, "jpg")
+    assert decode_rgb(data + b"\x00\x00", "c.jpg").shape == (7, 13, 3)  # trailing padding is tolerated

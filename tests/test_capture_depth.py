@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/capture_fixtures.py
+
 import numpy as np
 import pytest
 
@@ -235,3 +240,15 @@ def test_npy_float16_and_wrong_dtype(tmp_path):
     np.save(tmp_path / "c.npy", np.ones((H, W, 3), np.float32))
     with pytest.raises(FrameError, match="must be 2-D"):
         read_depth_file(tmp_path / "c.npy", "npy", H, W)
+
+
+def test_exr_without_Z_channel_reads_the_first_channel(tmp_path):
+    import OpenEXR
+
+    z = scene_depth(0, H, W, K).astype(np.float32)
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with OpenEXR.File(header, {"B": z, "G": z * 2, "R": z * 3}) as f:
+        f.write(str(tmp_path / "rgb.exr"))
+    np.testing.assert_array_equal(read_depth_file(tmp_path / "rgb.exr", "exr", H, W), z)  # "B" sorts first
+    with pytest.raises(FrameError, match=r"rgb\.exr: depth is 32x24 but the RGB frames are 32x20"):
+        read_depth_file(tmp_path / "rgb.exr", "exr", 20, W)

@@ -17,7 +17,7 @@ import numpy as np
 
 from dav_builder.capture import depth as dconv
 from dav_builder.capture.base import Capture, CaptureError, FrameError, FrameInfo
-from dav_builder.capture.imageio import MAX_PIXELS, DEPTH_ENCODINGS, check_image, read_bytes, read_depth_file, safe_join
+from dav_builder.capture.imageio import MAX_PIXELS, DEPTH_ENCODINGS, check_image, read_bytes, read_depth_file, safe_path
 
 FORMAT = "dav-capture/1"
 #: Buffer values may exceed [0, 1] by float rounding; beyond this they are corrupt.
@@ -172,8 +172,8 @@ class DavCapture(Capture):
             if not isinstance(rec.get(key), str):
                 raise FrameError(where, f"missing or non-string {key!r}", index)
         try:
-            rgb = safe_join(self.root, rec["rgb"])
-            dep = safe_join(self.root, rec["depth"])
+            rgb = safe_path(self.root, rec["rgb"])
+            dep = safe_path(self.root, rec["depth"])
         except FrameError as exc:
             raise FrameError(where, f"{exc.path}: {exc.problem}", index) from None
         extra: dict[str, Any] = {"near": self.near, "far": self.far}
@@ -199,30 +199,46 @@ class DavCapture(Capture):
             raise FrameError(where, "frame has neither K nor projection", index)
         if self.convention != "linear" and extra["near"] is None:
             raise FrameError(where, "no near plane: capture.json has no depth.near and the frame no projection", index)
-        return FrameInfo(index, time_s, str(rgb), str(dep), K, pose, extra)
+        return FrameInfo(index, time_s, rgb, dep, K, pose, extra)
 
     # -- loaders --------------------------------------------------------------------------
 
     def read_rgb_bytes(self, frame: FrameInfo) -> tuple[bytes, str]:
-        data = read_bytes(Path(frame.rgb))
-        ext = check_image(data, frame.rgb, (self.height, self.width), self.max_pixels)
+        """The image file's bytes, checked cheaply: header size, pixel limit, not truncated."""
+        try:
+            data = read_bytes(Path(frame.rgb))
+            ext = check_image(data, frame.rgb, (self.height, self.width), self.max_pixels)
+        except FrameError as exc:
+            exc.index = frame.index if exc.index is None else exc.index
+            raise
         return data, ext
 
     def read_depth(self, frame: FrameInfo) -> np.ndarray:
+        """Planar metres (float32, 0 = invalid) of the frame; see the module's policy."""
+        try:
+            return self._read_depth(frame)
+        except FrameError as exc:
+            exc.index = frame.index if exc.index is None else exc.index
+            raise
+
+    def _read_depth(self, frame: FrameInfo) -> np.ndarray:
         path = Path(frame.depth)
         stored = read_depth_file(path, self.encoding, self.height, self.width)
-        finite = np.isfinite(stored)
+        usable = np.isfinite(stored)
+        for value in self.invalid:  # declared "no depth" markers are exempt from the range check
+            usable &= stored != value
+        vals = stored[usable]
         if self.convention == "linear":
-            if (stored[finite] < 0).any():
-                n = int((stored[finite] < 0).sum())
-                raise FrameError(path, f"negative depth in {n} pixels: a linear depth cannot be negative (corrupt file?)")
-        else:
-            vals = stored[finite]
-            if vals.size and (vals.min() < -_RANGE_TOL or vals.max() > 1 + _RANGE_TOL):
+            negative = int((vals < 0).sum())
+            if negative:
                 raise FrameError(
-                    path,
-                    f"{self.convention} depth buffer values must lie in [0, 1], found {vals.min():g}..{vals.max():g}",
+                    path, f"negative depth in {negative} pixels: a linear depth cannot be negative (corrupt file?)"
                 )
+        elif vals.size and (vals.min() < -_RANGE_TOL or vals.max() > 1 + _RANGE_TOL):
+            raise FrameError(
+                path,
+                f"{self.convention} depth buffer values must lie in [0, 1], found {vals.min():g}..{vals.max():g}",
+            )
         try:
             z = dconv.to_planar_metres(
                 stored,

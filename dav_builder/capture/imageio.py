@@ -5,6 +5,7 @@ that names the file and the problem.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from pathlib import Path
@@ -21,24 +22,40 @@ DEPTH_ENCODINGS = ("exr", "npy", "png16", "raw")
 _END_SLACK = 64
 
 
-def safe_join(root: Path, rel: str) -> Path:
-    """``root / rel``, refusing paths that leave ``root`` (absolute, ``..``, or a link out)."""
+@functools.lru_cache(maxsize=4096)
+def _real_dir(directory: str) -> str:
+    """``realpath`` of a directory, cached: frames of a capture share a few directories, and
+    resolving every component of every frame path costs one ``lstat`` per component."""
+    return os.path.realpath(directory)
+
+
+def safe_join(root: str | Path, rel: str) -> Path:
+    """``root / rel`` as a Path; see :func:`safe_path`."""
+    return Path(safe_path(root, rel))
+
+
+def safe_path(root: str | Path, rel: str) -> str:
+    """``root / rel`` as a string, refusing paths that leave ``root`` (absolute, ``..``, or a link out).
+
+    Links anywhere in the path are followed: a directory link is resolved once and cached for
+    the process (captures are not expected to re-point their links while being read); the file
+    itself is checked on every call.
+    """
     if not isinstance(rel, str) or not rel:
         raise FrameError(root, f"frame path {rel!r} is not a non-empty string")
     if os.path.isabs(rel) or rel.startswith(("/", "\\")):
         raise FrameError(rel, "absolute path: frame files must be relative to the capture directory")
-    parts = Path(rel).parts
-    if ".." in parts:
+    if ".." in rel.replace("\\", "/").split("/"):
         raise FrameError(rel, "path leaves the capture directory ('..')")
-    path = Path(root) / rel
-    try:
-        real = path.resolve(strict=False)
-        base = Path(root).resolve()
-    except OSError as exc:
-        raise FrameError(path, f"cannot resolve path: {exc}") from None
-    if real != base and base not in real.parents:
-        raise FrameError(path, f"path resolves outside the capture directory (to {real})")
-    return path
+    root_s = os.fspath(root)
+    base = _real_dir(root_s)
+    joined = os.path.join(root_s, rel)
+    head, tail = os.path.split(joined)
+    full = os.path.join(_real_dir(head), tail)
+    real = os.path.realpath(full) if tail and os.path.islink(full) else os.path.normpath(full)
+    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+        raise FrameError(joined, f"path resolves outside the capture directory (to {real})")
+    return joined
 
 
 def read_bytes(path: Path) -> bytes:
@@ -67,6 +84,9 @@ def image_size(data: bytes, path: str | Path) -> tuple[int, int, str]:
             if data[i] != 0xFF:
                 raise FrameError(path, "corrupt JPEG marker stream")
             marker = data[i + 1]
+            if marker == 0xFF:  # fill byte before a marker
+                i += 1
+                continue
             if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
                 i += 2
                 continue
@@ -146,15 +166,23 @@ def encode_png(rgb: np.ndarray) -> bytes:
 # -- depth files ----------------------------------------------------------------------------
 
 
-def _read_exr(path: Path) -> np.ndarray:
+def _read_exr(path: Path, height: int, width: int) -> np.ndarray:
+    """Channel ``Z`` (else the first channel) of an EXR file; the size is checked from the header
+    before any pixel is read, so a corrupt header cannot make us allocate a huge buffer."""
     import OpenEXR
 
     try:
-        with OpenEXR.File(str(path), separate_channels=True) as f:
+        with OpenEXR.File(str(path), header_only=True, num_threads=1) as f:
+            lo, hi = f.header()["dataWindow"]
+        w, h = int(hi[0] - lo[0] + 1), int(hi[1] - lo[1] + 1)
+        if (h, w) != (height, width):
+            raise FrameError(path, f"depth is {w}x{h} but the RGB frames are {width}x{height}")
+        with OpenEXR.File(str(path), separate_channels=True, num_threads=1) as f:
             channels = f.channels()
             if not channels:
                 raise FrameError(path, "EXR file has no channels")
-            name = "Z" if "Z" in channels else ("R" if "R" in channels else sorted(channels)[0])
+            # channel Z, else the first channel (EXR files list channels in name order)
+            name = "Z" if "Z" in channels else sorted(channels)[0]
             return np.array(channels[name].pixels, dtype=np.float32)
     except FrameError:
         raise
@@ -172,7 +200,7 @@ def read_depth_file(path: Path, encoding: str, height: int, width: int) -> np.nd
     if path.stat().st_size == 0:
         raise FrameError(path, "file is empty")
     if encoding == "exr":
-        d = _read_exr(path)
+        d = _read_exr(path, height, width)
     elif encoding == "npy":
         try:
             d = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -182,10 +210,8 @@ def read_depth_file(path: Path, encoding: str, height: int, width: int) -> np.nd
             raise FrameError(path, f"npy depth must be 2-D, got shape {d.shape}")
         if d.dtype not in (np.float16, np.float32, np.float64):
             raise FrameError(path, f"npy depth must be float16 or float32, got {d.dtype}")
-        try:
-            d = np.asarray(d, dtype=np.float32)
-        except ValueError as exc:  # a truncated memory map
-            raise FrameError(path, f"npy is truncated: {exc}") from None
+        # copy out of the memory map: a file truncated later must not fault the process (SIGBUS)
+        d = np.array(d, dtype=np.float32)
     elif encoding == "png16":
         data = read_bytes(path)
         w, h, ext = image_size(data, path)

@@ -1,15 +1,20 @@
 """Model-free checks: what real captures get wrong, found without any weights.
 
-Each function takes grey frames and depth at the same (reduced) size and returns a score where
-0 means clean and larger means worse; the stage compares it with a threshold.
+Each function takes grey frames (uint8 or float, 0..255) and planar depth at the same reduced
+size, and returns a score where 0 means clean and larger means worse; the stage compares it with
+a threshold.  Scores are the *maximum* over the clip's frames or frame pairs, because a defect
+may touch only part of a clip, and a clip with any defective frame is a defective clip.
 
-- :func:`edge_misalignment`: depth edges should sit on RGB edges.  The cross-correlation of the
-  two gradient maps peaks at zero shift for aligned frames and elsewhere when depth was rendered
-  from another camera; the score is how much correlation is lost at zero shift.
-- :func:`depth_lag`: depth that lags by a frame lines up better with the previous RGB frame.
-- :func:`frozen_depth`: share of frame pairs whose depth stays put while the RGB moves.
-- :func:`static_overlay`: share of pixels with sharp RGB edges that stay fixed on screen while
-  the depth underneath changes: a HUD drawn on RGB but not in depth.
+All of them rest on one observation: object boundaries are depth discontinuities, and in a
+correct capture every depth discontinuity lies on a colour edge of the same frame.
+
+- :func:`edge_misalignment`: share of depth-discontinuity pixels that find a colour edge at
+  the best small shift but not at zero shift (depth from another camera).
+- :func:`depth_lag`: the same share measured against the *previous* RGB frame minus against the
+  frame's own RGB (depth that lags by a frame lines up with the previous image).
+- :func:`frozen_depth`: share of frame pairs whose depth does not change while the RGB does.
+- :func:`static_overlay`: share of changing-depth pixels that sit on colour edges which do not
+  move between frames: a HUD drawn on RGB but not in depth.
 """
 
 from __future__ import annotations
@@ -18,60 +23,81 @@ import cv2
 import numpy as np
 
 _EPS = 1e-6
+#: A relative depth jump between neighbours larger than this is an object boundary.
+DEPTH_JUMP = 0.08
+MAX_SHIFT = 6
 
 
-def grad_mag(img: np.ndarray) -> np.ndarray:
-    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
-    return np.sqrt(gx * gx + gy * gy)
+def rgb_edges(grey: np.ndarray) -> np.ndarray:
+    """Binary colour edges (Canny on a lightly smoothed grey image)."""
+    g = cv2.GaussianBlur(np.asarray(grey, np.float32), (3, 3), 0).clip(0, 255).astype(np.uint8)
+    return cv2.Canny(g, 40, 100) > 0
 
 
-def depth_grad(depth: np.ndarray) -> np.ndarray:
-    """Gradient magnitude of log depth, zero on and next to invalid pixels."""
+def depth_edges(depth: np.ndarray) -> np.ndarray:
+    """Pixels next to a relative depth jump above :data:`DEPTH_JUMP` (both sides valid)."""
     valid = depth > 0
-    logd = np.where(valid, np.log(np.maximum(depth, _EPS)), 0.0).astype(np.float32)
-    g = grad_mag(logd)
-    ok = cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    return np.where(ok, g, 0.0)
+    logd = np.log(np.where(valid, depth, 1.0))
+    out = np.zeros(depth.shape, bool)
+    dx = np.abs(np.diff(logd, axis=1)) > DEPTH_JUMP
+    dx &= valid[:, 1:] & valid[:, :-1]
+    dy = np.abs(np.diff(logd, axis=0)) > DEPTH_JUMP
+    dy &= valid[1:, :] & valid[:-1, :]
+    out[:, 1:] |= dx
+    out[:, :-1] |= dx
+    out[1:, :] |= dy
+    out[:-1, :] |= dy
+    # drop a 1-pixel frame border where shifted comparisons are undefined
+    out[:MAX_SHIFT], out[-MAX_SHIFT:], out[:, :MAX_SHIFT], out[:, -MAX_SHIFT:] = False, False, False, False
+    return out
 
 
-def _norm(g: np.ndarray) -> np.ndarray:
-    return g / (float(g.mean()) + _EPS)
+def _hit_rate(near_edge: np.ndarray, dedge: np.ndarray, dy: int, dx: int) -> float:
+    """Share of depth-edge pixels that land on (dilated) colour edges after shifting by (dy, dx)."""
+    ys, xs = np.nonzero(dedge)
+    if ys.size == 0:
+        return float("nan")
+    return float(near_edge[ys + dy, xs + dx].mean())
 
 
-def _corr(a: np.ndarray, b: np.ndarray, dy: int, dx: int, m: int) -> float:
-    h, w = a.shape
-    return float((a[m : h - m, m : w - m] * b[m + dy : h - m + dy, m + dx : w - m + dx]).mean())
+def _alignment_gap(grey: np.ndarray, depth: np.ndarray) -> tuple[float, int]:
+    """(best hit rate over shifts - hit rate at zero shift, number of depth-edge pixels)."""
+    dedge = depth_edges(depth)
+    n = int(dedge.sum())
+    if n < 20:
+        return 0.0, n
+    near = cv2.dilate(rgb_edges(grey).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    rates = {
+        (dy, dx): _hit_rate(near, dedge, dy, dx)
+        for dy in range(-MAX_SHIFT, MAX_SHIFT + 1, 2)
+        for dx in range(-MAX_SHIFT, MAX_SHIFT + 1, 1)
+    }
+    rates[(0, 0)] = _hit_rate(near, dedge, 0, 0)
+    return max(rates.values()) - rates[(0, 0)], n
 
 
-def edge_misalignment(grey: np.ndarray, depth: np.ndarray, max_shift: int = 3) -> float:
-    """1 - corr(0) / max over shifts of corr(shift), averaged over frames (0 = aligned)."""
-    scores = []
-    for g, d in zip(grey, depth):
-        a, b = _norm(grad_mag(g.astype(np.float32))), _norm(depth_grad(d))
-        if float(b.max()) <= 0:
-            continue
-        m = max_shift
-        c = {(dy, dx): _corr(a, b, dy, dx, m) for dy in range(-m, m + 1) for dx in range(-m, m + 1)}
-        best = max(c.values())
-        if best > _EPS:
-            scores.append(1.0 - c[(0, 0)] / best)
-    return float(np.median(scores)) if scores else 0.0
+def edge_misalignment(grey: np.ndarray, depth: np.ndarray) -> float:
+    """Max over frames of the hit rate lost at zero shift (0 = depth edges sit on colour edges)."""
+    gaps = [_alignment_gap(g, d)[0] for g, d in zip(grey, depth)]
+    return float(max(gaps)) if gaps else 0.0
+
+
+def _hit_zero(grey: np.ndarray, dedge: np.ndarray) -> float:
+    near = cv2.dilate(rgb_edges(grey).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return _hit_rate(near, dedge, 0, 0)
 
 
 def depth_lag(grey_prev: np.ndarray, grey: np.ndarray, depth: np.ndarray) -> float:
-    """How much better depth t matches RGB t-1 than RGB t (relative; > 0 suggests a lag)."""
+    """Max over pairs of how much better depth t lines up with RGB t-1 than with RGB t."""
     gains = []
     for gp, g, d in zip(grey_prev, grey, depth):
-        b = _norm(depth_grad(d))
-        if float(b.max()) <= 0:
-            continue
-        same = float((_norm(grad_mag(g.astype(np.float32))) * b).mean())
-        prev = float((_norm(grad_mag(gp.astype(np.float32))) * b).mean())
         if np.abs(gp.astype(np.float32) - g.astype(np.float32)).mean() < 0.5:
-            continue  # the camera did not move: no evidence either way
-        gains.append((prev - same) / max(same, _EPS))
-    return float(np.median(gains)) if gains else 0.0
+            continue  # the image did not change: no evidence either way
+        dedge = depth_edges(d)
+        if dedge.sum() < 20:
+            continue
+        gains.append(_hit_zero(gp, dedge) - _hit_zero(g, dedge))
+    return float(max(gains)) if gains else 0.0
 
 
 def frozen_depth(
@@ -97,16 +123,17 @@ def frozen_depth(
     return frozen / moving if moving else 0.0
 
 
-def static_overlay(grey: np.ndarray, depth: np.ndarray, rgb_static: float = 2.0, depth_moving: float = 0.02) -> float:
-    """Share of pixels whose RGB is static with a sharp edge while the depth there changes."""
-    if len(grey) < 3:
-        return 0.0
-    g = grey.astype(np.float32)
-    static = g.std(axis=0) < rgb_static
-    edges = grad_mag(g.mean(axis=0)) > 40.0
-    valid = (depth > 0).all(axis=0)
-    d = np.log(np.maximum(depth, _EPS))
-    moving = valid & ((d.max(axis=0) - d.min(axis=0)) > depth_moving)
-    if moving.mean() < 0.2:  # the scene hardly moves: a static RGB edge says nothing
-        return 0.0
-    return float((static & edges & moving).mean())
+def static_overlay(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray, depth: np.ndarray) -> float:
+    """Max over pairs of the share of image pixels that are colour-edge pixels unchanged between
+    the two frames while the depth under them changes (a HUD, subtitles, a watermark)."""
+    worst = 0.0
+    for gp, g, dp, d in zip(grey_prev, grey, depth_prev, depth):
+        valid = (d > 0) & (dp > 0)
+        dchange = np.zeros(d.shape, bool)
+        dchange[valid] = np.abs(np.log(d[valid]) - np.log(dp[valid])) > 0.01
+        if dchange.mean() < 0.2:
+            continue  # the camera hardly moved: static edges are expected
+        still = np.abs(g.astype(np.float32) - gp.astype(np.float32)) < 1.0
+        edges = rgb_edges(g) & rgb_edges(gp)
+        worst = max(worst, float((still & edges & dchange).mean()))
+    return worst

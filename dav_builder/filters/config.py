@@ -67,8 +67,8 @@ class ScoringConfig:
 
     sample_frames: int = 10
     """Frames sampled uniformly from each clip for the model scores (the paper uses 10)."""
-    check_frames: int = 6
-    """Frames sampled for the model-free checks."""
+    check_frames: int = 32
+    """Consecutive frame pairs, spread over the clip, that the model-free checks look at."""
     check_side: int = 256
     """Longer side, in pixels, at which the model-free checks look at frames."""
     depth: DepthModelConfig = field(default_factory=DepthModelConfig)

@@ -143,27 +143,28 @@ class ScoringStage:
         return rgb, depth
 
     def _checks(self, clip: Clip) -> dict[str, float | None]:
+        """Model-free scores over up to ``check_frames`` consecutive frame pairs spread over the clip."""
         cfg = self.cfg
         if not any(getattr(cfg, n).enabled for n in CHECKS):
             return {}
         T = clip.num_frames
-        cur = sorted(set(align.sample_indices(T - 1, cfg.check_frames))) if T > 1 else [0]
-        cur = [i + 1 for i in cur] if T > 1 else cur
+        cur = [i + 1 for i in align.sample_indices(T - 1, cfg.check_frames)] if T > 1 else [0]
         prev = [max(0, i - 1) for i in cur]
         pos = sorted(set(cur) | set(prev))
         rgb, depth = self._frames(clip, pos, cfg.check_side)
         grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         at = {p: k for k, p in enumerate(pos)}
         c, p = [at[i] for i in cur], [at[i] for i in prev]
+        pairs = T > 1
         out: dict[str, float | None] = {}
         if cfg.edge_misalignment.enabled:
             out["edge_misalignment"] = checks.edge_misalignment(grey[c], depth[c])
         if cfg.depth_lag.enabled:
-            out["depth_lag"] = checks.depth_lag(grey[p], grey[c], depth[c]) if T > 1 else 0.0
+            out["depth_lag"] = checks.depth_lag(grey[p], grey[c], depth[c]) if pairs else 0.0
         if cfg.frozen_depth.enabled:
-            out["frozen_depth"] = checks.frozen_depth(grey[p], grey[c], depth[p], depth[c]) if T > 1 else 0.0
+            out["frozen_depth"] = checks.frozen_depth(grey[p], grey[c], depth[p], depth[c]) if pairs else 0.0
         if cfg.static_overlay.enabled:
-            out["static_overlay"] = checks.static_overlay(grey, depth)
+            out["static_overlay"] = checks.static_overlay(grey[p], grey[c], depth[p], depth[c]) if pairs else 0.0
         return out
 
     def _model_scores(self, clip: Clip) -> dict[str, float | None]:
