@@ -188,3 +188,13 @@ def test_conversion_uses_capture_planes_over_projection(tmp_path):
     assert (info.extra["near"], info.extra["far"]) == (0.5, 100.0)
     stored = np.load(root / "depth/000000.npy")
     np.testing.assert_allclose(cap.read_depth(info), dc.to_planar_metres(stored, "d3d", near=0.5, far=100.0))
+
+
+@pytest.mark.parametrize("convention", ["gl", "d3d"])
+def test_infinite_far_projection(tmp_path, convention):
+    root = write_dav_capture(tmp_path / "cap", frames=2, convention=convention, intrinsics="projection",
+                             planes_in_meta=False, near=0.2, far=np.inf)
+    cap = DavCapture(root)
+    for info in infos(cap):
+        assert info.extra["far"] == np.inf and info.extra["near"] == pytest.approx(0.2)
+        np.testing.assert_allclose(cap.read_depth(info), scene_depth(info.index, H, W, K), rtol=1e-4)

@@ -45,6 +45,16 @@ def test_every_convention_gives_the_same_metres(convention, dtype):
     np.testing.assert_allclose(out, z, rtol=1e-4)
 
 
+@pytest.mark.parametrize("convention", ["gl", "d3d", "reversed"])
+def test_infinite_far_plane_is_the_limit(convention):
+    z = scene_depth(1, H, W, K)
+    d = dc.from_planar_metres(z, convention, near=NEAR, far=np.inf)
+    np.testing.assert_allclose(dc.to_planar_metres(d, convention, near=NEAR, far=np.inf), z, rtol=1e-5)
+    # the limit agrees with a very distant finite far plane
+    d_far = dc.from_planar_metres(z, convention, near=NEAR, far=1e9)
+    np.testing.assert_allclose(d, d_far, atol=1e-8)
+
+
 def test_formulas_match_the_format_table_at_known_points():
     n, f = NEAR, FAR
 

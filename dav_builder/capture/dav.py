@@ -189,8 +189,8 @@ class DavCapture(Capture):
                     K = Kp
                 if self.near is None:
                     extra["near"] = near
-                if self.far is None and np.isfinite(far):
-                    extra["far"] = far
+                if self.far is None and self.convention != "reversed_infinite":
+                    extra["far"] = far  # may be inf: an infinite far plane
             pose = _matrix(rec["cam_to_world"], (4, 4), "cam_to_world") if rec.get("cam_to_world") is not None else None
             time_s = float(rec.get("time", index / self.fps))
         except (TypeError, ValueError) as exc:

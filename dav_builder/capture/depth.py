@@ -10,6 +10,9 @@ Conventions (CAPTURE_FORMAT.md; n = near, f = far, d = stored value, z = metres 
 ``reversed_infinite``         ``z = n / d``
 ============================  ==========================================
 
+``far = inf`` (an infinite far plane) uses the limits: ``z = n / (1 - d)`` for ``gl`` and ``d3d``,
+``z = n / d`` for ``reversed``.
+
 Every function returns float32 metres with ``0`` where there is no valid depth: non-finite input,
 values listed as invalid, values that map outside ``[near, far]`` or to ``z <= 0``.
 """
@@ -96,7 +99,11 @@ def to_planar_metres(
         else:
             n = float(near)  # type: ignore[arg-type]
             f = float(far) if far is not None else np.inf
-            if convention == "gl":
+            if convention in ("gl", "d3d") and np.isinf(f):  # the limits f -> inf of the formulas
+                z = n / (1 - x)
+            elif convention == "reversed" and np.isinf(f):
+                z = n / x
+            elif convention == "gl":
                 z = 2 * f * n / ((f + n) - (2 * x - 1) * (f - n))
             elif convention == "d3d":
                 z = n * f / (f - x * (f - n))
@@ -124,6 +131,8 @@ def from_planar_metres(
     n = float(near)  # type: ignore[arg-type]
     f = float(far) if far is not None else np.inf
     with np.errstate(divide="ignore", invalid="ignore"):
+        if np.isinf(f):  # infinite far plane
+            return 1 - n / z if convention in ("gl", "d3d") else n / z
         if convention == "gl":
             return ((f + n) - 2 * f * n / z) / (f - n) / 2 + 0.5
         if convention == "d3d":
