@@ -59,13 +59,20 @@ class DatasetSink:
         self.limits = ShardLimits(cfg.shards.max_clips, int(cfg.shards.max_mb * (1 << 20)))
         self.records: list[ShardRecord] = recover(self.dataset)
         self.committed: set[str] = {r["clip_id"] for rec in self.records for r in rec.rows}
-        self.capture_records = load_capture_records(self.dataset)
+        self.capture_records = {
+            cap: rec for cap, rec in load_capture_records(self.dataset).items() if self._record_intact(rec)
+        }
         self.writers: dict[str, BucketShardWriter] = {}
         self.pending_rows: dict[str, list[dict]] = {}  # capture -> unwritable rows not yet recorded
         self.pending_summaries: dict[str, CaptureSummary] = {}
         self.pending_seconds: dict[str, Counter] = {}
         self.clips_written = 0
         self.write_seconds = 0.0
+
+    def _record_intact(self, record: dict) -> bool:
+        """A capture counts as done only while every clip it produced is still stored."""
+        unwritten = {r["clip_id"] for r in record["rows"]}
+        return all(cid in self.committed or cid in unwritten for cid in record["summary"]["clip_ids"])
 
     # -- what a rerun may skip ------------------------------------------------------------
 
