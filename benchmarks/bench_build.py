@@ -121,7 +121,7 @@ def detection_only(capture: Path) -> tuple[int, float]:
 def scenedetect_cli(capture: Path) -> float:
     exe = shutil.which("scenedetect") or str(Path(os.sys.executable).parent / "scenedetect")
     t0 = time.perf_counter()
-    subprocess.run([exe, "-i", str(capture / "rgb" / "%06d.png"), "-q", "detect-content"], check=True,
+    subprocess.run([exe, "-b", "opencv", "-i", str(capture / "rgb" / "%06d.png"), "-q", "detect-content"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
 

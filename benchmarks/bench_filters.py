@@ -47,7 +47,7 @@ def clips_of(cap_dir: Path) -> list[tuple[Clip, set[str]]]:
             labels = {d["type"] for d in defects if d["first_frame"] <= b and d["last_frame"] >= a}
             clip = Clip(make_clip_id(cap.id, a, CLIP_LEN), cap.id, list(range(a, b + 1)), cap.fps, cap.height,
                         cap.width, [f.rgb_bytes for f in frames], "png", np.stack([f.depth for f in frames]),
-                        np.stack([f.info.K for f in frames]))
+                        np.stack([f.info.K for f in frames]), rgb_small=np.stack([f.rgb_small for f in frames]))
             out.append((clip, labels))
     return out
 
@@ -73,16 +73,16 @@ def rates(rows, check: str, threshold: float, defect: str) -> tuple[float, float
     return recall, fdr
 
 
-def tune(rows, check: str, defect: str) -> float:
-    """The threshold that maximises recall - 4 x clean-drop rate on the tuning set."""
-    values = sorted({round(s[check], 4) for s, _ in rows})
-    best, best_t = -1e9, 0.0
+def tune(rows, check: str, defect: str, max_clean_drop: float = 0.05) -> float:
+    """The lowest threshold (most recall) that drops at most ``max_clean_drop`` of the clean tuning clips."""
+    values = sorted({round(s[check], 4) for s, _ in rows}, reverse=True)
+    best = values[0] if values else 0.0
     for t in values:
-        r, f = rates(rows, check, t, defect)
-        score = (0 if np.isnan(r) else r) - 4 * f
-        if score > best:
-            best, best_t = score, t
-    return best_t
+        _, f = rates(rows, check, t, defect)
+        if f > max_clean_drop:
+            break
+        best = t
+    return best
 
 
 def main() -> None:

@@ -85,36 +85,51 @@ def to_planar_metres(
     bad = ~np.isfinite(d)
     for value in invalid:
         bad |= d == value
-    x = np.where(bad, 0.0, d).astype(np.float64)
+    if convention == "linear":
+        if kind not in ("z", "ray"):
+            raise ValueError(f"depth.kind must be 'z' or 'ray', got {kind!r}")
+        if kind == "ray" and K is None:
+            raise ValueError("depth.kind 'ray' needs intrinsics K to convert to planar depth")
+        x = np.where(bad, 0.0, d).astype(np.float64)
+        z = x * float(scale)
+        if kind == "ray":
+            z /= pixel_rays(K, *z.shape[-2:])
+        ok = ~bad & (z > 0)
+        return np.where(ok, z, 0.0).astype(np.float32)
+    p, q, r, n, f = rational_coefficients(convention, float(near), None if far is None else float(far))
+    # every non-linear convention is z = p / (q + r d): one in-place float64 pass
+    z = np.where(bad, 0.0, d).astype(np.float64)
+    z *= r
+    z += q
     with np.errstate(divide="ignore", invalid="ignore"):
-        if convention == "linear":
-            if kind not in ("z", "ray"):
-                raise ValueError(f"depth.kind must be 'z' or 'ray', got {kind!r}")
-            z = x * float(scale)
-            if kind == "ray":
-                if K is None:
-                    raise ValueError("depth.kind 'ray' needs intrinsics K to convert to planar depth")
-                z = z / pixel_rays(K, *z.shape[-2:])
-            lo, hi = 0.0, np.inf
-        else:
-            n = float(near)  # type: ignore[arg-type]
-            f = float(far) if far is not None else np.inf
-            if convention in ("gl", "d3d") and np.isinf(f):  # the limits f -> inf of the formulas
-                z = n / (1 - x)
-            elif convention == "reversed" and np.isinf(f):
-                z = n / x
-            elif convention == "gl":
-                z = 2 * f * n / ((f + n) - (2 * x - 1) * (f - n))
-            elif convention == "d3d":
-                z = n * f / (f - x * (f - n))
-            elif convention == "reversed":
-                z = n * f / (n + x * (f - n))
-            else:  # reversed_infinite
-                z = n / x
-                f = np.inf
-            lo, hi = n * (1 - _PLANE_TOL), f * (1 + _PLANE_TOL)
-        ok = ~bad & np.isfinite(z) & (z > 0) & (z >= lo) & (z <= hi)
-    return np.where(ok, z, 0.0).astype(np.float32)
+        np.divide(p, z, out=z)
+    ok = ~bad
+    ok &= z >= n * (1 - _PLANE_TOL)
+    ok &= z <= f * (1 + _PLANE_TOL)  # rejects NaN
+    ok &= z < np.inf  # d = 0 with an infinite far plane: sky
+    z[~ok] = 0.0
+    return z.astype(np.float32)
+
+
+def rational_coefficients(convention: str, near: float, far: float | None) -> tuple[float, float, float, float, float]:
+    """``(p, q, r, near, far)`` with ``z = p / (q + r d)`` for a non-linear convention.
+
+    OpenGL window depth (range 0..1) gives ``2fn / ((f + n) - (2d - 1)(f - n)) = fn / (f - d (f - n))``,
+    the same map as Direct3D; with ``f -> inf`` both become ``n / (1 - d)``, reversed-Z ``n / d``.
+    """
+    n = near
+    f = np.inf if far is None or convention == "reversed_infinite" else far
+    if convention in ("gl", "d3d"):
+        if np.isinf(f):
+            return n, 1.0, -1.0, n, f
+        return n * f, f, -(f - n), n, f
+    if convention == "reversed":
+        if np.isinf(f):
+            return n, 0.0, 1.0, n, f
+        return n * f, n, f - n, n, f
+    if convention == "reversed_infinite":
+        return n, 0.0, 1.0, n, f
+    raise ValueError(f"unknown depth convention {convention!r}; expected one of {CONVENTIONS}")
 
 
 def from_planar_metres(

@@ -26,6 +26,8 @@ _EPS = 1e-6
 #: A relative depth jump between neighbours larger than this is an object boundary.
 DEPTH_JUMP = 0.08
 MAX_SHIFT = 6
+#: Frames with fewer depth-edge pixels say too little about alignment and are skipped.
+MIN_EDGE_PIXELS = 60
 
 
 def rgb_edges(grey: np.ndarray) -> np.ndarray:
@@ -64,8 +66,8 @@ def _alignment_gap(grey: np.ndarray, depth: np.ndarray) -> tuple[float, int]:
     """(best hit rate over shifts - hit rate at zero shift, number of depth-edge pixels)."""
     dedge = depth_edges(depth)
     n = int(dedge.sum())
-    if n < 20:
-        return 0.0, n
+    if n < MIN_EDGE_PIXELS:
+        return float("nan"), n
     near = cv2.dilate(rgb_edges(grey).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     rates = {
         (dy, dx): _hit_rate(near, dedge, dy, dx)
@@ -77,9 +79,13 @@ def _alignment_gap(grey: np.ndarray, depth: np.ndarray) -> tuple[float, int]:
 
 
 def edge_misalignment(grey: np.ndarray, depth: np.ndarray) -> float:
-    """Max over frames of the hit rate lost at zero shift (0 = depth edges sit on colour edges)."""
-    gaps = [_alignment_gap(g, d)[0] for g, d in zip(grey, depth)]
-    return float(max(gaps)) if gaps else 0.0
+    """Median over frames of the hit rate lost at zero shift (0 = depth edges sit on colour edges).
+
+    The median (not the maximum) because a single frame's hit rates are noisy; a misaligned
+    depth source usually lasts many frames.
+    """
+    gaps = [g for g in (_alignment_gap(g, d)[0] for g, d in zip(grey, depth)) if not np.isnan(g)]
+    return float(np.median(gaps)) if gaps else 0.0
 
 
 def _hit_zero(grey: np.ndarray, dedge: np.ndarray) -> float:
@@ -94,7 +100,7 @@ def depth_lag(grey_prev: np.ndarray, grey: np.ndarray, depth: np.ndarray) -> flo
         if np.abs(gp.astype(np.float32) - g.astype(np.float32)).mean() < 0.5:
             continue  # the image did not change: no evidence either way
         dedge = depth_edges(d)
-        if dedge.sum() < 20:
+        if dedge.sum() < MIN_EDGE_PIXELS:
             continue
         gains.append(_hit_zero(gp, dedge) - _hit_zero(g, dedge))
     return float(max(gains)) if gains else 0.0
@@ -102,7 +108,7 @@ def depth_lag(grey_prev: np.ndarray, grey: np.ndarray, depth: np.ndarray) -> flo
 
 def frozen_depth(
     grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray, depth: np.ndarray,
-    rgb_min_change: float = 1.0, min_changed: float = 0.002,
+    rgb_min_change: float = 0.2, min_changed: float = 1e-4,
 ) -> float:
     """Share of (t-1, t) pairs whose RGB changes by > ``rgb_min_change`` grey levels on average
     while fewer than ``min_changed`` of the valid depth pixels change by more than 0.1 %.

@@ -131,12 +131,19 @@ class ScoringStage:
         return clips
 
     def _frames(self, clip: Clip, positions: list[int], side: int) -> tuple[np.ndarray, np.ndarray]:
-        """RGB (uint8) and nearest-resized depth of some frames at a reduced size."""
+        """RGB (uint8) and nearest-resized depth of some frames at a reduced size.
+
+        Uses the reduced RGB the splitter already decoded when there is one (no second decode:
+        decoding is the build's largest cost); otherwise decodes at ``side``.
+        """
         import cv2
 
         from dav_builder.capture.imageio import decode_rgb_small
 
-        rgb = np.stack([decode_rgb_small(clip.rgb[i], f"{clip.clip_id}#{i}", side) for i in positions])
+        if clip.rgb_small is not None and len(clip.rgb_small) == clip.num_frames:
+            rgb = clip.rgb_small[positions]
+        else:
+            rgb = np.stack([decode_rgb_small(clip.rgb[i], f"{clip.clip_id}#{i}", side) for i in positions])
         h, w = rgb.shape[1:3]
         assert clip.depth is not None
         depth = np.stack([cv2.resize(clip.depth[i], (w, h), interpolation=cv2.INTER_NEAREST) for i in positions])

@@ -13,6 +13,7 @@ Both executors run the same stages (:mod:`dav_builder.pipeline.stages`) and hand
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from typing import Callable, Iterable
@@ -51,22 +52,20 @@ def run_local(refs: list[CaptureRef], cfg: BuildConfig, skip_ids: frozenset[str]
 # -- Ray ----------------------------------------------------------------------------------
 
 
-class _SplitTask:
-    """Ray Data UDF: one capture in, a stream of pickled items out (optionally scored inline)."""
+def _split_capture(batch, cfg: BuildConfig, skip_ids: frozenset[str], score_inline: bool):
+    """Ray Data UDF (a task): one capture in, a stream of pickled items out.
 
-    def __init__(self, cfg: BuildConfig, skip_ids: frozenset[str], score_inline: bool):
-        self.cfg = cfg
-        self.skip_ids = skip_ids
-        self.processor = ClipProcessor(cfg) if score_inline else None
-
-    def __call__(self, batch):
-        for blob in batch["ref"]:
-            ref = pickle.loads(blob)
-            items = capture_items(ref, self.cfg, self.skip_ids)
-            if self.processor is not None:
-                items = _batched(items, self.processor)
-            for item in items:
-                yield {"item": [pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)]}
+    Without models the cheap model-free scoring runs here, inline, so clips cross the object
+    store once.
+    """
+    processor = ClipProcessor(cfg) if score_inline else None
+    for blob in batch["ref"]:
+        ref = pickle.loads(blob)
+        items = capture_items(ref, cfg, skip_ids)
+        if processor is not None:
+            items = _batched(items, processor)
+        for item in items:
+            yield {"item": [pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)]}
 
 
 class _ScoreActor:
@@ -121,17 +120,17 @@ def run_ray(
     import ray
 
     init_ray(cfg)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = True
+    ctx.enable_progress_bars = False  # the driver shows its own bars
+    ctx.print_on_execution_start = False
     ctx.execution_options.preserve_order = False
-    ds = ray.data.from_items(
-        [{"ref": pickle.dumps(r)} for r in refs], override_num_blocks=max(1, len(refs))
-    )
+    ctx.target_max_block_size = 16 << 20  # emit clips as they are cut instead of one block per capture
+    ds = ray.data.from_items([{"ref": pickle.dumps(r)} for r in refs], override_num_blocks=max(1, len(refs)))
     ds = ds.map_batches(
-        _SplitTask,
-        fn_constructor_kwargs={"cfg": cfg, "skip_ids": skip_ids, "score_inline": not uses_models},
+        _split_capture,
+        fn_kwargs={"cfg": cfg, "skip_ids": skip_ids, "score_inline": not uses_models},
         batch_size=1,
-        concurrency=(1, max(1, int(ray.available_resources().get("CPU", 1)))),
         num_cpus=1,
     )
     if uses_models:
@@ -139,7 +138,7 @@ def run_ray(
             _ScoreActor,
             fn_constructor_kwargs={"cfg": cfg},
             batch_size=BATCH,
-            concurrency=max(1, cfg.run.scoring_actors),
+            compute=ray.data.ActorPoolStrategy(size=max(1, cfg.run.scoring_actors)),
             num_gpus=cfg.run.scoring_gpus,
             num_cpus=1,
         )

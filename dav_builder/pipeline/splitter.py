@@ -223,7 +223,11 @@ class CaptureSplitter:
     # -- the walk -------------------------------------------------------------------------
 
     def run(self) -> Iterator[Clip | CaptureSummary]:
-        """Yield clips as they close, and finally the capture's summary."""
+        """Yield clips as they close, and finally the capture's summary.
+
+        Work is timed per stage *before* anything is yielded, so the time a consumer spends on
+        a clip (scoring, writing) is not counted here.
+        """
         it = self.cap.frames()
         while True:
             t0 = time.perf_counter()
@@ -235,24 +239,27 @@ class CaptureSplitter:
                 item = exc
             self.summary.frames_read += 1
             if isinstance(item, FrameError):
-                self.seconds["read"] += time.perf_counter() - t0
                 self.prev = None
-                yield from self._bad(item.index, "bad_metadata", item.path, item.problem)
+                out = list(self._bad(item.index, "bad_metadata", item.path, item.problem))
+                self.seconds["read"] += time.perf_counter() - t0
+                yield from out
                 continue
             try:
                 data = self.cap.read_frame(item, small_side=self.split.small_side)
             except FrameError as exc:
-                self.seconds["read"] += time.perf_counter() - t0
                 self.prev = None
-                yield from self._bad(item.index, "unreadable", exc.path, exc.problem)
+                out = list(self._bad(item.index, "unreadable", exc.path, exc.problem))
+                self.seconds["read"] += time.perf_counter() - t0
+                yield from out
                 continue
-            self.seconds["read"] += time.perf_counter() - t0
             t1 = time.perf_counter()
-            yield from self._frame(data)
+            self.seconds["read"] += t1 - t0
+            out = list(self._frame(data))
             self.seconds["split"] += time.perf_counter() - t1
-        yield from self._close_scene()
-        yield from self._flush_bad()
+            yield from out
+        out = list(self._close_scene()) + list(self._flush_bad())
         self.summary.seconds = dict(self.seconds)
+        yield from out
         yield self.summary
 
     def _unusable_reason(self, f: FrameData) -> str | None:
