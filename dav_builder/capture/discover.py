@@ -37,6 +37,9 @@ class Layout:
     description: str
     find: Finder
     open: Opener
+    generic: bool = False
+    """A catch-all layout (rgb/ + depth/ folders): it never claims a directory inside or around a
+    capture that a specific layout recognised."""
 
 
 def _find_dav(root: Path) -> list[Path]:
@@ -87,10 +90,12 @@ def find_captures(paths: Iterable[Path], reader_options: dict | None = None) -> 
             raise CaptureError(root, "input path does not exist")
         found = False
         claimed: set[Path] = set()
-        for layout in LAYOUTS.values():
+        for layout in sorted(LAYOUTS.values(), key=lambda lay: lay.generic):
             for cap in layout.find(root):
                 cap = cap.resolve()
                 if cap in claimed:
+                    continue
+                if layout.generic and any(cap in c.parents or c in cap.parents for c in claimed):
                     continue
                 claimed.add(cap)
                 found = True

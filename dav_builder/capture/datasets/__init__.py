@@ -1,0 +1,3 @@
+"""Readers of public synthetic data set layouts; each registers itself with the discovery."""
+
+READERS = ("vkitti2", "tartanair", "sintel", "hypersim", "mvs_synth", "spring", "folder")
