@@ -18,17 +18,13 @@ from dav_builder.model.video_depth import DepthAnyVideo
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """A run directory -> its exported model (``final/``, else the latest checkpoint's ``model/``)."""
+    """A run directory -> its exported model (``final/``), or the model folder itself."""
     p = Path(path)
     for cand in (p, p / "final", p / "best"):
         if (cand / "dav_model.json").is_file():
             return cand
-    latest = p / "checkpoints" / "latest"
-    if latest.is_file():
-        ck = p / "checkpoints" / latest.read_text().strip() / "model"
-        if (ck / "dav_model.json").is_file():
-            return ck
-    raise FileNotFoundError(f"{p}: no dav-train model (expected dav_model.json in it or in final/)")
+    raise FileNotFoundError(f"{p}: no dav-train model (expected dav_model.json in it or in final/; a run that "
+                            "was stopped early gets final/ when it is resumed with dav-train --resume)")
 
 
 def align_ls(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -70,7 +66,7 @@ class VideoDepthPredictor:
 
     def _pad(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """Pad H and W to a multiple the UNet accepts (reflect), remembering the original size."""
-        m = 2 ** (len(self.model.vae.config.block_out_channels) - 1) * 2 ** (len(self.model.unet.config.block_out_channels) - 1)
+        m = self.model.spatial_multiple
         h, w = rgb.shape[1:3]
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:

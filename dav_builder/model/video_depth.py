@@ -171,6 +171,16 @@ class DepthAnyVideo(nn.Module):
         unet = UNetSpatioTemporalConditionModel.from_pretrained(d / "unet")
         return cls(vae, unet, cfg)
 
+    @property
+    def spatial_multiple(self) -> int:
+        """Frame sizes must be multiples of this: the VAE's downscale times the UNet's."""
+        vae = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return vae * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        """The training loss (so the model can be wrapped in DistributedDataParallel)."""
+        return self.training_loss(*args, **kwargs)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.unet.parameters() if p.requires_grad]
 
