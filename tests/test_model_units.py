@@ -1,0 +1,248 @@
+"""The model's parts on tiny random models: RoPE, conditioning, widening, flow matching, inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dav_builder.model import flow
+from dav_builder.model.config import ModelConfig, RunConfigError, load_run_config
+from dav_builder.model.data import choose_frames, fit_size, split_train_val, stable_fraction
+from dav_builder.model.interp import DepthInterpolator
+from dav_builder.model.longvideo import keyframe_positions, stream
+from dav_builder.model.normalize import normalize_depth
+from dav_builder.model.predictor import VideoDepthPredictor, align_ls, ensemble
+from dav_builder.model.rope import apply_rope, rope_angles
+from dav_builder.model.sampler import BucketBatchPlan, ClipRef
+from dav_builder.model.video_depth import DepthAnyVideo, widen_conv_in
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def model() -> DepthAnyVideo:
+    torch.manual_seed(0)
+    m = DepthAnyVideo.build(ModelConfig(window=6))
+    with torch.no_grad():  # a random UNet's conv_out starts at zero; make the outputs informative
+        for p in m.unet.conv_out.parameters():
+            p.normal_(0, 0.1)
+    return m.eval()
+
+
+def rand_inputs(b=1, t=4, h=16, w=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, t, 3, h, w, generator=g) * 2 - 1, torch.rand(b, t, h, w, generator=g) * 2 - 1
+
+
+# -- RoPE -------------------------------------------------------------------------------------
+
+def test_rope_scores_depend_only_on_relative_position():
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(1, 1, 2, 8, generator=g), torch.randn(1, 1, 2, 8, generator=g)
+
+    def score(p0, p1):
+        cos, sin = rope_angles(torch.tensor([[p0, p1]]), 8, 10000.0)
+        qr, kr = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return float((qr[0, 0, 0] * kr[0, 0, 1]).sum())
+
+    assert score(3, 7) == pytest.approx(score(103, 107), rel=1e-4)
+    assert score(3, 7) != pytest.approx(score(3, 9), rel=1e-3)
+    cos, sin = rope_angles(torch.tensor([[0, 5]]), 8, 10000.0)
+    assert torch.allclose(apply_rope(q, cos, sin).norm(dim=-1), q.norm(dim=-1), atol=1e-5)  # a rotation
+
+
+def test_positions_shift_invariant_but_gaps_matter(model):
+    rgb, depth = rand_inputs()
+    cond, x = model.encode(rgb), model.encode_depth(depth)
+    t = torch.full((1,), 0.5)
+    v = lambda pos: model.velocity(x, cond, t, torch.tensor([pos]))
+    base = v([0, 1, 2, 3])
+    assert torch.allclose(base, v([10, 11, 12, 13]), atol=1e-4)  # only relative positions count
+    assert not torch.allclose(base, v([0, 4, 8, 12]), atol=1e-4)  # dropped frames are seen as gaps
+
+
+def test_temporal_position_embedding_and_added_time_ids_are_silenced(model):
+    rgb, depth = rand_inputs()
+    cond, x = model.encode(rgb), model.encode_depth(depth)
+    t = torch.full((1,), 0.3)
+    pos = torch.arange(4)[None]
+    sample = torch.cat([x, cond], 2)
+    ctx = torch.zeros(1, 1, model.unet.config.cross_attention_dim)
+    with model.rope(pos):
+        a = model.unet(sample, flow.timestep_input(t), ctx, torch.zeros(1, 3)).sample
+        b = model.unet(sample, flow.timestep_input(t), ctx, torch.tensor([[7.0, 127.0, 0.02]])).sample
+    assert torch.allclose(a, b)  # fps / motion bucket / noise-aug ids change nothing
+    frozen = [n for n, p in model.unet.named_parameters() if not p.requires_grad]
+    assert any("add_embedding" in n for n in frozen) and any("time_pos_embed" in n for n in frozen)
+
+
+def test_widen_conv_in_zero_keeps_the_output():
+    torch.manual_seed(0)
+    conv = torch.nn.Module()
+    conv.conv_in = torch.nn.Conv2d(8, 4, 3, padding=1)
+    conv.register_to_config = lambda **kw: None
+    x = torch.randn(1, 8, 6, 6)
+    before = conv.conv_in(x)
+    widen_conv_in(conv, 12, "zero")
+    after = conv.conv_in(torch.cat([x, torch.randn(1, 4, 6, 6)], 1))
+    assert conv.conv_in.in_channels == 12 and torch.allclose(before, after, atol=1e-6)
+
+
+def test_interpolator_conv_in_is_duplicated_and_halved(model):
+    interp = DepthInterpolator.from_video_model(model)
+    w_old, w_new = model.unet.conv_in.weight, interp.unet.conv_in.weight
+    assert w_new.shape[1] == 2 * w_old.shape[1]
+    assert torch.allclose(w_new[:, :8], w_old / 2) and torch.allclose(w_new[:, 8:], w_old / 2)
+    x = torch.randn(1, 8, 4, 4)
+    assert torch.allclose(interp.unet.conv_in(torch.cat([x, x], 1)), model.unet.conv_in(x), atol=1e-5)
+
+
+# -- flow matching ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_euler_is_exact_for_the_straight_path(steps):
+    g = torch.Generator().manual_seed(0)
+    data, noise = torch.randn(2, 3, 4, generator=g), torch.randn(2, 3, 4, generator=g)
+    out = flow.euler_sample(lambda x, t: data - noise, noise, steps, shift=3.0)  # the exact velocity
+    assert torch.allclose(out, data, atol=1e-5)
+
+
+def test_flow_schedule_and_target():
+    t = flow.sample_t(1000, 3.0, torch.Generator().manual_seed(0))
+    assert float(t.min()) > 0 and float(t.max()) < 1 and float(t.mean()) < 0.5  # shifted towards noise
+    x, n = torch.ones(1, 2), torch.zeros(1, 2)
+    assert torch.allclose(flow.interpolate(x, n, torch.tensor([0.25])), torch.full((1, 2), 0.25))
+    assert torch.allclose(flow.velocity_target(x, n), x)
+    ts = flow.inference_times(3, 3.0)
+    assert float(ts[0]) == 0 and float(ts[-1]) == 1 and bool((ts[1:] > ts[:-1]).all())
+    with pytest.raises(ValueError):
+        flow.euler_sample(lambda x, t: x, n, 0, 3.0)
+
+
+def test_normalize_depth_uses_disparity_quantiles():
+    depth = torch.linspace(1, 100, 10000).reshape(1, 1, 100, 100)
+    depth[0, 0, 0, :10] = 0  # invalid
+    out = normalize_depth(depth)
+    assert float(out.min()) == -1 and float(out.max()) == 1
+    valid = depth > 0
+    disp = 1 / depth[valid]
+    lo, hi = np.quantile(disp.numpy(), [0.02, 0.98])
+    mid = float(((1 / 20 - lo) / (hi - lo)) * 2 - 1)
+    i = int(torch.argmin((depth - 20).abs()))
+    assert float(out.flatten()[i]) == pytest.approx(mid, abs=0.01)
+    assert bool((out[~valid] == -1).all())  # no depth = far end
+    # nearer is larger
+    assert float(out[0, 0, 50, 0]) > float(out[0, 0, 90, 0])
+
+
+# -- inference ---------------------------------------------------------------------------------
+
+def test_save_and_load_round_trip(model, tmp_path):
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+
+    model.save_pretrained(tmp_path / "m")
+    assert UNetSpatioTemporalConditionModel.from_pretrained(tmp_path / "m" / "unet").config.in_channels == 8
+    AutoencoderKLTemporalDecoder.from_pretrained(tmp_path / "m" / "vae")
+    again = DepthAnyVideo.from_pretrained(tmp_path / "m").eval()
+    rgb, _ = rand_inputs()
+    pos = torch.arange(4)[None]
+    a = model.predict(rgb, pos, steps=2, generator=torch.Generator().manual_seed(3))
+    b = again.predict(rgb, pos, steps=2, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_long_video_calls_are_bounded_and_cover_every_frame(model):
+    pred = VideoDepthPredictor(model, device="cpu", steps=1)
+    rgb = (np.random.default_rng(0).random((23, 16, 16, 3)) * 255).astype(np.uint8)
+    out = pred(rgb)
+    assert out.shape == (23, 16, 16) and np.isfinite(out).all()
+    assert max(pred.calls) <= model.config.window and sum(pred.calls) >= 23
+
+
+def test_long_video_with_interpolator_keeps_keyframes_and_all_frames():
+    window, n = 5, 19
+    keys = keyframe_positions(n, window)
+    assert keys[0] == 0 and keys[-1] == n - 1 and all(b - a <= window - 1 for a, b in zip(keys, keys[1:]))
+    frames = np.arange(n)[:, None, None, None] * np.ones((1, 2, 2, 3))
+    calls = []
+
+    def predict(f, ii):
+        calls.append(len(ii))
+        return f[..., 0].astype(np.float32) / 100
+
+    def interpolate(f, ii, kd, mask):
+        calls.append(len(ii))
+        out = f[..., 0].astype(np.float32) / 100
+        assert np.allclose(kd[mask], out[mask])  # keyframe depths arrive where the mask says
+        return out
+
+    seen = []
+    for pos, depth in stream(lambda ii: frames[ii], list(range(n)), window, predict, interpolate):
+        seen += pos
+        assert np.allclose(depth, np.array(pos)[:, None, None] / 100)
+    assert seen == list(range(n)) and max(calls) <= window
+
+
+def test_ensemble_undoes_scale_and_shift():
+    rng = np.random.default_rng(0)
+    ref = rng.random((3, 8, 8)).astype(np.float32)
+    assert np.allclose(align_ls(ref * 3 + 2, ref), ref, atol=1e-5)
+    noisy = [ref, ref * 0.5 + 0.1, ref * 2 - 1]
+    assert np.allclose(ensemble(noisy), ref, atol=1e-5)
+
+
+# -- data plumbing ----------------------------------------------------------------------------
+
+def clips(n, bucket, frames=8):
+    return [ClipRef(f"{bucket}-{i}", bucket, "s.tar", frames, 16, 16) for i in range(n)]
+
+
+def test_bucket_plan_packs_one_bucket_per_batch_and_is_deterministic():
+    cs = clips(7, "16x16-8f") + clips(20, "16x16-1f", frames=1)
+    plan = BucketBatchPlan(cs, {"16x16-1f": 8}, 2, seed=3)
+    batches = [plan.batch(i) for i in range(plan.per_epoch)]
+    for b in batches:
+        assert len({c.bucket for c in b.clips}) == 1
+        assert len(b.clips) <= (8 if b.bucket == "16x16-1f" else 2)
+    assert sorted(c.clip_id for b in batches for c in b.clips) == sorted(c.clip_id for c in cs)  # an epoch = every clip once
+    again = BucketBatchPlan(cs, {"16x16-1f": 8}, 2, seed=3)
+    assert [again.batch(i) for i in range(10)] == [plan.batch(i) for i in range(10)]
+    r0, r1 = (BucketBatchPlan(cs, {"16x16-1f": 8}, 2, seed=3, rank=r, world_size=2) for r in (0, 1))
+    assert r0.per_epoch == r1.per_epoch
+    ids0 = {c.clip_id for i in range(r0.per_epoch) for c in r0.batch(i).clips}
+    ids1 = {c.clip_id for i in range(r1.per_epoch) for c in r1.batch(i).clips}
+    assert not ids0 & ids1
+
+
+def test_frame_dropout_keeps_sorted_original_positions():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        f = choose_frames(32, 6, 0, rng)
+        assert len(f) == 6 and f == sorted(set(f)) and 0 <= f[0] and f[-1] < 32
+        g = choose_frames(32, 4, 2, rng)
+        assert g[-1] - g[0] < 8
+    assert choose_frames(5, 8, 0, rng) == [0, 1, 2, 3, 4]
+
+
+def test_split_and_sizes():
+    cs = clips(100, "b")
+    train, val = split_train_val(cs, 0.1)
+    assert 3 <= len(val) <= 20 and not {c.clip_id for c in train} & {c.clip_id for c in val}
+    assert split_train_val(cs, 0.1) == (train, val) and 0 <= stable_fraction("x") < 1
+    assert fit_size(144, 256, 0.5, 8) == (72, 128, 72, 128)
+    assert fit_size(100, 100, 1.0, 64) == (100, 100, 64, 64)
+
+
+def test_run_config_layers(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("train:\n  lr: 0.01\n  batch_sizes: {a: 3}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("base: base.yaml\ntrain:\n  max_steps: 7\n")
+    cfg = load_run_config(child, "tiny", {"train": {"seed": 5}})
+    assert (cfg.train.lr, cfg.train.max_steps, cfg.train.seed, cfg.train.batch_size_for("a")) == (0.01, 7, 5, 3)
+    (tmp_path / "bad.yaml").write_text("train:\n  learning_rate: 1\n")
+    with pytest.raises(RunConfigError, match="learning_rate"):
+        load_run_config(tmp_path / "bad.yaml")
+    with pytest.raises(RunConfigError, match="init_from"):
+        load_run_config(overrides={"model": {"task": "interp"}})
