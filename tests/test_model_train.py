@@ -132,3 +132,22 @@ def test_cli_trains_and_evaluates(dataset, video_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(dataset), "--out", str(tmp_path / "run"), "--max-steps", "2", "-q"])
     assert e.value.code == 2 and "--resume" in capsys.readouterr().err
+
+
+def test_two_process_ddp_run_on_cpu(dataset, tmp_path):
+    """torchrun with 2 ranks (gloo): both ranks step together and rank 0 writes the run."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  sample_frames: 4\n  num_workers: 0\n  checkpoint_every: 2\n  batch_size: 1\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "dav_builder.model.cli",
+         str(dataset), "--out", str(tmp_path / "ddp"), "--config", str(cfg), "--max-steps", "2", "-q"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "x 2 ranks" in proc.stderr
+    assert [r["step"] for r in records(tmp_path / "ddp")] == [1, 2]
+    assert (tmp_path / "ddp" / "final" / "dav_model.json").is_file()

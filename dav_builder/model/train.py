@@ -269,6 +269,10 @@ def train(dataset: Path, run: Path, cfg: RunConfig, resume: bool = False, progre
                 scaler.scale(loss / tc.grad_accum).backward()
                 step_loss += float(loss.detach()) / tc.grad_accum
                 frames += batch.rgb.shape[0] * batch.rgb.shape[1]
+            if dist.world > 1:  # log the mean loss over ranks
+                t_loss = torch.tensor([step_loss], device=device)
+                torch.distributed.all_reduce(t_loss)
+                step_loss = float(t_loss) / dist.world
             scaler.unscale_(opt)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.max_grad_norm if tc.max_grad_norm > 0 else float("inf"))
             scaler.step(opt)
