@@ -19,6 +19,28 @@ import numpy as np
 from dav_builder.render.scene import Layout, Prop, prop_position, texture_image
 
 
+FAR_SNAP = np.float32(1.0 - 1e-6)
+"""Window depths at or above this are "nothing" (at 150 m far and 0.1 m near: beyond about 149.8 m)."""
+
+
+def tiny_renderer_intrinsics(projection: np.ndarray, width: int, height: int) -> np.ndarray:
+    """K of TinyRenderer's images, in the capture format's convention (pixel centres at integers).
+
+    The projection matrix alone gives cx = W/2 - 0.5 and cy = H/2 - 0.5.  TinyRenderer samples
+    pixel (c, r) at OpenGL window coordinates (c, H - 1 - r) (integer positions, where OpenGL
+    takes pixel centres at +0.5) and flips the rows, so its images sit half a pixel right and
+    half a pixel up of that: cx = W/2, cy = H/2 - 1.  Measured in tests/test_render.py with a
+    wall edge and a floor plane at known positions.
+    """
+    from dav_builder.capture.depth import intrinsics_from_projection
+
+    K, _, _ = intrinsics_from_projection(projection, width, height, "gl")
+    K = K.copy()
+    K[0, 2] += 0.5
+    K[1, 2] -= 0.5
+    return K
+
+
 @dataclass
 class Light:
     direction: tuple[float, float, float]
@@ -40,6 +62,7 @@ class PybulletBackend:
         proj = pybullet.computeProjectionMatrixFOV(vfov_deg, width / height, near, far, physicsClientId=self.client)
         self._proj_gl = proj
         self.projection = np.array(proj, dtype=np.float64).reshape(4, 4).T  # pybullet is column-major
+        self.K = tiny_renderer_intrinsics(self.projection, width, height)
         self._tex_dir = tempfile.mkdtemp(prefix="dav-render-tex-")
         self._textures: dict[tuple, int] = {}
         self._moving: list[tuple[int, Prop]] = []
@@ -103,4 +126,6 @@ class PybulletBackend:
         )
         rgb = np.asarray(rgba, dtype=np.uint8).reshape(self.height, self.width, 4)[..., :3].copy()
         d = np.asarray(depth, dtype=np.float32).reshape(self.height, self.width)
+        # the cleared buffer reads 0.9999999, not 1.0: snap it (and anything at the far plane) to 1.0
+        d[d >= FAR_SNAP] = 1.0
         return rgb, d

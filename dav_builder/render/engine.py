@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from dav_builder.capture.depth import intrinsics_from_projection
 from dav_builder.render.backend import Light, PybulletBackend
 from dav_builder.render.scene import make_layout
 from dav_builder.render.timeline import DEFECTS, Defect, Plan, Shot, defects_json, plan_capture
@@ -132,7 +131,7 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
     try:
         for layout in layouts:
             backend.add_layout(layout, layouts_rng)
-        K, _, _ = intrinsics_from_projection(backend.projection, cfg.width, cfg.height, "gl")
+        K = backend.K
         menu = menu_screen(cfg.height, cfg.width, index)
         by_frame: dict[int, list[Defect]] = {}
         for d in plan.defects:

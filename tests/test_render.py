@@ -1,0 +1,134 @@
+"""The synthetic capture engine: metres right for known geometry, edges aligned, determinism, defects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dav_builder.capture.dav import DavCapture
+from dav_builder.capture.depth import intrinsics_from_projection, to_planar_metres
+from dav_builder.render.backend import Light, PybulletBackend
+from dav_builder.render.engine import RenderConfig, render_captures
+from dav_builder.render.scene import Layout, Prop
+
+LIGHT = Light((0.3, 0.2, 1.0), (1, 1, 1), 0.6, 0.5)
+W, H = 160, 120
+
+
+def render_scene(props: list[Prop], eye=(0.0, 0.0, 1.0), target=(1.0, 0.0, 1.0)):
+    """RGB, planar metres (as the builder converts the engine's buffer) and the K the engine writes."""
+    backend = PybulletBackend(W, H, vfov_deg=60.0, near=0.1, far=100.0)
+    try:
+        backend.add_layout(Layout("indoor", (0, 0, 0), props), np.random.default_rng(0))
+        rgb, buf = backend.render(np.array(eye), np.array(target), LIGHT)
+        metres = to_planar_metres(buf, "gl", near=0.1, far=100.0, invalid=[1.0])
+        return rgb, metres, backend.K
+    finally:
+        backend.close()
+
+
+def wall(x: float, colour=(0.6, 0.6, 0.6)) -> Prop:
+    """A wall facing the camera (which looks along +x) whose front face is at ``x``."""
+    return Prop("box", (0.05, 20.0, 20.0), (x + 0.05, 0.0, 1.0), colour)
+
+
+@pytest.mark.parametrize("distance", [2.0, 5.0, 17.0])
+def test_wall_at_known_distance_converts_to_the_right_planar_metres(distance):
+    _, metres, _ = render_scene([wall(distance)])
+    assert (metres > 0).all()
+    # planar depth of a fronto-parallel wall is the same in every pixel, corners included (not ray length)
+    assert np.abs(metres / distance - 1).max() < 0.01
+
+
+def test_empty_background_is_invalid_depth():
+    _, metres, _ = render_scene([Prop("box", (0.5, 0.5, 0.5), (4.0, 0.0, 1.0), (0.5, 0.5, 0.5))])
+    assert (metres == 0).mean() > 0.5  # nothing behind the box: no depth, not "far plane metres"
+    assert np.abs(metres[metres > 0] - 3.5).max() < 0.035
+
+
+def test_floor_plane_rows_match_the_written_intrinsics():
+    # the camera 1.5 m above a floor, looking level: floor row v has planar depth h * fy / (v - cy)
+    floor = Prop("box", (60.0, 60.0, 0.05), (0.0, 0.0, -0.05), (0.5, 0.5, 0.5))
+    _, metres, K = render_scene([floor], eye=(0, 0, 1.5), target=(1, 0, 1.5))
+    rows = np.arange(H, dtype=float)
+    lower = rows > K[1, 2] + 3
+    expect = 1.5 * K[1, 1] / (rows[lower] - K[1, 2])
+    got = np.median(metres[lower][:, W // 4 : 3 * W // 4], axis=1)
+    assert np.abs(got / expect - 1).max() < 0.01
+
+
+@pytest.mark.parametrize("u_edge", [70.25, 70.75, 101.4])
+def test_a_vertical_edge_lands_where_the_written_intrinsics_say(u_edge):
+    # a wall 5 m ahead covering world y > y0 (the image's left part, up to column u_edge)
+    backend = PybulletBackend(W, H, vfov_deg=60.0, near=0.1, far=100.0)
+    K = backend.K
+    backend.close()
+    y0 = (K[0, 2] - u_edge) * 5 / K[0, 0]
+    _, metres, _ = render_scene([Prop("box", (0.05, 10.0, 10.0), (5.05, y0 + 10, 1.0), (0.5, 0.5, 0.5))])
+    last = int(np.where(metres[H // 2] > 0)[0].max())
+    assert last == int(np.floor(u_edge))  # pixels whose centre lies left of the edge
+
+
+def test_depth_edges_line_up_with_rgb_edges():
+    box = Prop("box", (0.5, 0.6, 0.6), (3.5, 0.3, 1.0), (0.9, 0.1, 0.1))
+    rgb, metres, _ = render_scene([wall(8.0, (0.2, 0.6, 0.9)), box])
+    in_depth = metres < 6.0
+    red = (rgb[..., 0].astype(int) - rgb[..., 2].astype(int)) > 40
+    assert in_depth.sum() > 200
+    iou = (in_depth & red).sum() / (in_depth | red).sum()
+    assert iou > 0.97, iou
+    # the box's left and right edges are at the same columns in both
+    cols_d = np.where(in_depth.any(0))[0]
+    cols_r = np.where(red.any(0))[0]
+    assert abs(cols_d[0] - cols_r[0]) <= 1 and abs(cols_d[-1] - cols_r[-1]) <= 1
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_rendering_is_deterministic_for_a_seed(tmp_path):
+    cfg = RenderConfig(scenes=1, frames=12, width=48, height=32, seed=4)
+    render_captures(tmp_path / "a", cfg, progress=False)
+    render_captures(tmp_path / "b", cfg, progress=False)
+    render_captures(tmp_path / "c", RenderConfig(scenes=1, frames=12, width=48, height=32, seed=5), progress=False)
+    a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
+    assert a == b
+    assert a != c
+
+
+def test_captures_follow_the_format_and_carry_cuts_fades_and_menus(tmp_path):
+    caps = render_captures(tmp_path, RenderConfig(scenes=1, frames=120, width=64, height=48, seed=2), progress=False)
+    cap = DavCapture(caps[0])
+    infos = list(cap.frames())
+    assert len(infos) == 120
+    meta = json.loads((caps[0] / "capture.json").read_text())
+    assert meta["depth"]["convention"] == "gl" and meta["depth"]["encoding"] == "npy"
+    kinds = {s["type"] for s in json.loads((caps[0] / "segments.json").read_text())}
+    assert {"shot", "menu"} <= kinds and kinds & {"fade", "black"}
+    shots = {s["shot"] for s in json.loads((caps[0] / "segments.json").read_text()) if s["type"] == "shot"}
+    assert len(shots) >= 2  # at least one hard cut
+    assert cap.read_depth(infos[10]).shape == (48, 64) and cap.read_rgb(infos[10]).shape == (48, 64, 3)
+    assert infos[10].K is not None and infos[10].cam_to_world is not None
+
+
+def test_planted_defects_are_written_with_their_ground_truth(tmp_path):
+    from dav_builder.render.timeline import DEFECTS
+
+    caps = render_captures(tmp_path, RenderConfig(scenes=1, frames=300, width=48, height=32, seed=3,
+                                                  defects=DEFECTS, defect_rate=1.0), progress=False)
+    root = caps[0]
+    defects = json.loads((root / "defects.json").read_text())
+    assert {d["type"] for d in defects} == set(DEFECTS)
+    for d in defects:
+        assert 0 <= d["first_frame"] <= d["last_frame"] < 300
+    frozen = next(d for d in defects if d["type"] == "frozen_depth")
+    span = range(frozen["first_frame"], frozen["last_frame"] + 1)
+    depths = [np.load(root / "depth" / f"{i:06d}.npy") for i in span]
+    assert all(np.array_equal(depths[0], x) for x in depths[1:]) and len(depths) >= 2
+    nearfar = next(d for d in defects if d["type"] == "wrong_nearfar")
+    written = json.loads((root / "capture.json").read_text())["depth"]["far"]
+    assert written == pytest.approx(nearfar["params"]["written_far"]) != nearfar["params"]["true_far"]
