@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from dav_builder.model.metrics import abs_rel, delta1, fit_scale_shift  # one implementation of the maths
 
-def fit_scale_shift(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """``(s, t)`` minimising ``sum((s * pred + t - target)^2)`` over ``mask``."""
-    p = pred[mask].astype(np.float64)
-    g = target[mask].astype(np.float64)
-    if p.size < 2:
-        return 1.0, 0.0
-    A = np.stack([p, np.ones_like(p)], axis=1)
-    (s, t), *_ = np.linalg.lstsq(A, g, rcond=None)
-    return float(s), float(t)
+__all__ = ["abs_rel", "align_disparity", "delta1", "depth_score", "fit_scale_shift", "sample_indices"]
 
 
 def align_disparity(pred_disp: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -29,21 +22,6 @@ def align_disparity(pred_disp: np.ndarray, depth: np.ndarray) -> tuple[np.ndarra
     lo = 1.0 / max(float(depth[valid].max()) if valid.any() else 1.0, 1e-6)
     disp = np.maximum(disp, lo * 0.5)  # keep aligned disparity positive
     return (1.0 / disp).astype(np.float32), valid
-
-
-def delta1(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
-    """Share of pixels with ``max(pred/gt, gt/pred) < 1.25``."""
-    if not mask.any():
-        return float("nan")
-    r = np.maximum(pred[mask] / gt[mask], gt[mask] / pred[mask])
-    return float((r < 1.25).mean())
-
-
-def abs_rel(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
-    """Mean of ``|pred - gt| / gt``."""
-    if not mask.any():
-        return float("nan")
-    return float((np.abs(pred[mask] - gt[mask]) / gt[mask]).mean())
 
 
 def depth_score(pred_disp: np.ndarray, depth: np.ndarray) -> float:

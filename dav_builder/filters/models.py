@@ -23,7 +23,8 @@ class DepthModel(Protocol):
 
     Plug one in with ``scoring.depth.path: my_package.my_module:make_model`` where ``make_model()``
     returns such a callable (or is one).  A model predicting depth rather than disparity can wrap
-    its output as ``1 / depth``.
+    its output as ``1 / depth``.  A model with the attribute ``takes_frame_indices = True`` is also
+    given the frames' original indices (the sampled frames are not consecutive).
     """
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray: ...
@@ -70,7 +71,19 @@ def load_depth_model(path: str, steps: int = 1, device: str = "auto") -> Callabl
     except ImportError as exc:  # pragma: no cover - the model package is part of the project
         raise ModelUnavailableError(f"cannot load dav-train models: {exc}") from None
     predictor = VideoDepthPredictor.from_pretrained(path, device=resolve_device(device), steps=steps)
-    return lambda rgb: predictor(rgb)
+    return _WithPositions(predictor)
+
+
+class _WithPositions:
+    """A dav-train model: it is told the sampled frames' original indices (its RoPE positions)."""
+
+    takes_frame_indices = True
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+
+    def __call__(self, rgb: np.ndarray, frame_indices: list[int] | None = None) -> np.ndarray:
+        return self.predictor(rgb, frame_indices)
 
 
 # -- CLIP -----------------------------------------------------------------------------------

@@ -179,7 +179,12 @@ class ScoringStage:
         pos = align.sample_indices(clip.num_frames, self.cfg.sample_frames)
         rgb = np.stack([self._decode_full(clip, i) for i in pos])
         gt = clip.depth[pos]
-        pred = np.asarray(self._depth_model(rgb), dtype=np.float32)  # type: ignore[misc]
+        model = self._depth_model
+        if getattr(model, "takes_frame_indices", False):
+            pred = model(rgb, [int(clip.frame_indices[i]) for i in pos])  # type: ignore[misc]
+        else:
+            pred = model(rgb)  # type: ignore[misc]
+        pred = np.asarray(pred, dtype=np.float32)
         if pred.shape != gt.shape:
             raise ValueError(f"depth model returned shape {pred.shape} for frames of shape {gt.shape}")
         out: dict[str, float | None] = {"depth_score": align.depth_score(pred, gt)}

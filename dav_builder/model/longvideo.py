@@ -22,6 +22,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from dav_builder.model.metrics import fit_scale_shift
+
 Predict = Callable[[np.ndarray, list[int]], np.ndarray]
 Interpolate = Callable[[np.ndarray, list[int], np.ndarray, np.ndarray], np.ndarray]
 Loader = Callable[[list[int]], np.ndarray]
@@ -44,12 +46,6 @@ def predict_keyframes(load: Loader, indices: list[int], window: int, predict: Pr
     for pos, depth in stream(lambda ii: load(ii), indices, window, predict, interpolate):
         out[pos] = depth
     return out
-
-
-def _align(src: np.ndarray, dst: np.ndarray) -> tuple[float, float]:
-    a = np.stack([src.ravel(), np.ones(src.size)], 1)
-    (s, t), *_ = np.linalg.lstsq(a, dst.ravel(), rcond=None)
-    return float(s), float(t)
 
 
 def stream(load: Loader, indices: list[int], window: int, predict: Predict,
@@ -82,7 +78,7 @@ def stream(load: Loader, indices: list[int], window: int, predict: Predict,
         depth = predict(load([indices[p] for p in pos]), [indices[p] for p in pos])
         if prev_tail is not None:
             k = len(prev_tail)
-            s, t = _align(depth[:k], prev_tail)
+            s, t = fit_scale_shift(depth[:k], prev_tail)
             depth = depth * s + t
             w = np.linspace(0, 1, k + 2)[1:-1][:, None, None]
             depth[:k] = (1 - w) * prev_tail + w * depth[:k]

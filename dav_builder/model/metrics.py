@@ -28,15 +28,24 @@ class ClipMetrics:
     shift: float
 
 
-def align_disparity(pred: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Fit ``s * pred + t`` to ``1 / gt_depth`` on ``valid`` pixels; returns (aligned disparity, s, t)."""
-    p = pred[valid].astype(np.float64)
-    g = 1.0 / gt_depth[valid].astype(np.float64)
+def fit_scale_shift(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """``(s, t)`` minimising ``sum((s * pred + t - target)^2)`` over ``mask`` ((1, 0) with under two pixels)."""
+    p = (pred if mask is None else pred[mask]).astype(np.float64).ravel()
+    g = (target if mask is None else target[mask]).astype(np.float64).ravel()
     if p.size < 2:
-        raise ValueError("fewer than two valid pixels to align on")
+        return 1.0, 0.0
     a = np.stack([p, np.ones_like(p)], 1)
     (s, t), *_ = np.linalg.lstsq(a, g, rcond=None)
-    return (pred * s + t).astype(np.float64), float(s), float(t)
+    return float(s), float(t)
+
+
+def align_disparity(pred: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Fit ``s * pred + t`` to ``1 / gt_depth`` on ``valid`` pixels; returns (aligned disparity, s, t)."""
+    if int(valid.sum()) < 2:
+        raise ValueError("fewer than two valid pixels to align on")
+    gt_disp = np.where(valid, 1.0 / np.where(valid, gt_depth, 1.0), 0.0)
+    s, t = fit_scale_shift(pred, gt_disp, valid)
+    return (pred * s + t).astype(np.float64), s, t
 
 
 def disparity_to_depth(disp: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
@@ -44,10 +53,16 @@ def disparity_to_depth(disp: np.ndarray, min_depth: float, max_depth: float) -> 
 
 
 def abs_rel(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    """Mean of ``|pred - gt| / gt`` over ``valid`` (NaN when nothing is valid)."""
+    if not valid.any():
+        return float("nan")
     return float(np.mean(np.abs(pred[valid] - gt[valid]) / gt[valid]))
 
 
 def delta1(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    """Share of ``valid`` pixels with ``max(pred/gt, gt/pred) < 1.25`` (NaN when nothing is valid)."""
+    if not valid.any():
+        return float("nan")
     ratio = np.maximum(pred[valid] / gt[valid], gt[valid] / pred[valid])
     return float(np.mean(ratio < 1.25))
 

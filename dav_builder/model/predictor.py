@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from dav_builder.model.longvideo import stream
+from dav_builder.model.metrics import fit_scale_shift
 from dav_builder.model.normalize import to_disparity01
 from dav_builder.model.video_depth import DepthAnyVideo
 
@@ -29,8 +30,7 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 def align_ls(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """``src`` scaled and shifted to best match ``dst`` (least squares)."""
-    a = np.stack([src.ravel(), np.ones(src.size)], 1)
-    (s, t), *_ = np.linalg.lstsq(a, dst.ravel(), rcond=None)
+    s, t = fit_scale_shift(src, dst)
     return src * s + t
 
 

@@ -1,0 +1,297 @@
+"""Clip scoring (model-free checks, depth model, CLIP) and dav-filter sweep / apply."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from dav_builder.filters import checks
+from dav_builder.filters.align import depth_score, sample_indices
+from dav_builder.filters.config import ScoringConfig
+from dav_builder.filters.models import ModelUnavailableError
+from dav_builder.filters.stage import decide
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic_dataset import write_synthetic_dataset  # noqa: E402
+
+# -- model-free checks on synthetic frames ------------------------------------------------------
+
+
+def scene(t: int, shift: int = 0, h: int = 96, w: int = 128):
+    """Grey frame and depth of a textured square moving right over a far wall (depth optionally shifted)."""
+    rng = np.random.default_rng(0)
+    wall = rng.integers(60, 90, (h, w)).astype(np.float32)
+    grey = cv2.GaussianBlur(wall, (5, 5), 0)
+    depth = np.full((h, w), 10.0, np.float32)
+    x0 = 20 + 3 * t
+    grey[30:70, x0 : x0 + 40] = 200
+    grey[45:55, x0 + 10 : x0 + 30] = 120  # some texture inside: an RGB edge with no depth edge
+    xd = x0 + shift
+    depth[30:70, xd : xd + 40] = 3.0
+    return grey, depth
+
+
+def frames(n: int, shift: int = 0, lag: bool = False):
+    g, d = zip(*[scene(t, shift) for t in range(n)])
+    g, d = np.stack(g), np.stack(d)
+    if lag:
+        d = np.concatenate([d[:1], d[:-1]])
+    return g, d
+
+
+def test_edge_misalignment_sees_depth_from_another_camera():
+    g, d = frames(4)
+    clean = checks.edge_misalignment(g, d)
+    g2, d2 = frames(4, shift=4)
+    assert clean < 0.05 < checks.edge_misalignment(g2, d2)
+    assert checks.edge_misalignment(g2, d2) > ScoringConfig().edge_misalignment.threshold
+
+
+def test_depth_lag_sees_depth_one_frame_late():
+    g, d = frames(5)
+    _, dl = frames(5, lag=True)
+    clean = checks.depth_lag(g[:-1], g[1:], d[1:])
+    lagged = checks.depth_lag(g[:-1], g[1:], dl[1:])
+    assert clean <= 0 and lagged > ScoringConfig().depth_lag.threshold
+
+
+def test_frozen_depth_counts_pairs_with_unchanged_depth():
+    g, d = frames(5)
+    frozen = np.repeat(d[:1], 5, axis=0)
+    assert checks.frozen_depth(g[:-1], g[1:], d[:-1], d[1:]) == 0
+    assert checks.frozen_depth(g[:-1], g[1:], frozen[:-1], frozen[1:]) == 1.0
+    same = np.repeat(g[:1], 5, axis=0)  # nothing moves in RGB either: not evidence of a frozen buffer
+    assert checks.frozen_depth(same[:-1], same[1:], frozen[:-1], frozen[1:]) == 0
+
+
+def test_static_overlay_sees_a_hud_over_moving_depth():
+    h, w = 96, 128
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (h, w + 40)).astype(np.float32), (0, 0), 2) * 3 - 255
+    g = np.stack([base[:, 5 * t : 5 * t + w] for t in range(6)]).clip(0, 255)  # a panning camera
+    d = np.stack([np.full((h, w), 5.0 - 0.3 * t, np.float32) + np.linspace(0, 1, w)[None] for t in range(6)])
+    clean = checks.static_overlay(g[:-1], g[1:], d[:-1], d[1:])
+    hud = g.copy()
+    hud[:, 5:20, 5:60] = 255
+    hud[:, 8:17, 8:57] = 0
+    with_hud = checks.static_overlay(hud[:-1], hud[1:], d[:-1], d[1:])
+    assert clean < ScoringConfig().static_overlay.threshold < with_hud
+
+
+# -- the decision and the depth score ---------------------------------------------------------
+
+
+def test_decision_follows_the_paper_rule():
+    cfg = ScoringConfig()
+    cfg.depth.threshold, cfg.clip.threshold = 0.6, 0.8
+    base = {"edge_misalignment": 0.0, "depth_lag": 0.0, "frozen_depth": 0.0, "static_overlay": 0.0}
+    assert decide(dict(base, depth_score=0.5, semantic_score=0.7), cfg) == (False, "low_depth_and_semantic")
+    assert decide(dict(base, depth_score=0.5, semantic_score=0.9), cfg) == (True, None)  # only one is low
+    assert decide(dict(base, depth_score=0.9, semantic_score=0.7), cfg) == (True, None)
+    assert decide(dict(base, depth_score=0.5, semantic_score=None), cfg) == (False, "low_depth_score")
+    assert decide(dict(base, depth_score=None, semantic_score=None), cfg) == (True, None)  # scores off
+    assert decide(dict(base, frozen_depth=0.5), cfg) == (False, "frozen_depth")
+    cfg.frozen_depth.enabled = False
+    assert decide(dict(base, frozen_depth=0.5), cfg) == (True, None)
+
+
+def test_depth_score_is_delta1_after_alignment_in_disparity():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1, 20, (3, 16, 16)).astype(np.float32)
+    depth[:, 0, 0] = 0
+    pred = 5 * np.where(depth > 0, 1 / np.maximum(depth, 1e-6), 0) + 2  # any affine map of disparity
+    assert depth_score(pred, depth) == pytest.approx(1.0)
+    assert depth_score(rng.random((3, 16, 16)), depth) < 0.6
+    assert sample_indices(32, 10) == [0, 3, 7, 10, 14, 17, 21, 24, 28, 31] and sample_indices(4, 10) == [0, 1, 2, 3]
+
+
+# -- models in the build ----------------------------------------------------------------------
+
+TINY_CLIP = {"embed_dim": 16,
+             "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+             "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1, "layers": 1}}
+
+DEPTH_MODULE = '''
+import numpy as np
+
+CALLS = []
+
+
+class Brightness:
+    """A stand-in depth model (bright = near); a class is instantiated once per worker."""
+
+    def __call__(self, rgb):
+        CALLS.append(len(rgb))
+        return rgb.astype(np.float32).mean(axis=-1) / 255.0
+'''
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    import open_clip
+    import torch
+
+    root = tmp_path_factory.mktemp("models")
+    cfg = root / "tiny-clip-test.json"
+    cfg.write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(cfg)
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-clip-test")
+    torch.save(model.state_dict(), root / "tiny_clip.bin")
+    (root / "dav_test_depth_model.py").write_text(DEPTH_MODULE)
+    sys.path.insert(0, str(root))
+    yield {"clip_config": str(cfg), "clip_weights": str(root / "tiny_clip.bin"),
+           "depth": "dav_test_depth_model:Brightness"}
+    sys.path.remove(str(root))
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory):
+    from dav_builder.render.engine import RenderConfig, render_captures
+
+    root = tmp_path_factory.mktemp("caps")
+    render_captures(root, RenderConfig(scenes=1, frames=40, width=64, height=48, seed=8), progress=False)
+    return root
+
+
+def build(captures, out, scoring):
+    from dav_builder.pipeline.build import build_dataset
+    from dav_builder.pipeline.config import load_config
+
+    cfg = load_config(overrides={"clips": {"lengths": [8]}, "run": {"executor": "local"}, "scoring": scoring})
+    lines = []
+    build_dataset([captures], out, cfg, progress=False, say=lines.append)
+    return lines
+
+
+def test_build_scores_with_a_depth_callable_and_a_tiny_clip(captures, tiny_models, tmp_path):
+    scoring = {"depth": {"path": tiny_models["depth"], "threshold": 0.0},
+               "clip": {"model": tiny_models["clip_config"], "pretrained": tiny_models["clip_weights"],
+                        "threshold": 0.0}}
+    lines = build(captures, tmp_path / "ds", scoring)
+    assert any("depth_score on" in l for l in lines) and any("semantic_score on" in l for l in lines)
+    rows = [r for r in pq.read_table(tmp_path / "ds" / "manifest.parquet").to_pylist() if r["shard"]]
+    assert rows
+    for r in rows:
+        assert 0 <= r["depth_score"] <= 1 and -1 <= r["semantic_score"] <= 1 + 1e-6
+        assert r["edge_misalignment"] is not None
+    # the same scores are in each clip's json in the shards, dropped or kept
+    tar_scores = {}
+    for shard in (tmp_path / "ds" / "shards").rglob("*.tar"):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                if m.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(m).read())
+                    tar_scores[meta["clip_id"]] = meta["scores"]
+    for r in rows:
+        assert tar_scores[r["clip_id"]]["depth_score"] == pytest.approx(r["depth_score"])
+        assert tar_scores[r["clip_id"]]["semantic_score"] == pytest.approx(r["semantic_score"])
+
+
+def test_a_missing_model_fails_at_start_before_reading_data(captures, tiny_models, tmp_path):
+    with pytest.raises(ModelUnavailableError, match="pretrained"):
+        build(captures, tmp_path / "a", {"depth": {"path": tiny_models["depth"]},
+                                         "clip": {"model": tiny_models["clip_config"], "pretrained": "nope"}})
+    with pytest.raises(ModelUnavailableError, match="dav-train run"):
+        build(captures, tmp_path / "b", {"depth": {"path": str(tmp_path / "no-such-run")}})
+    with pytest.raises(ModelUnavailableError, match="cannot import"):
+        build(captures, tmp_path / "c", {"depth": {"path": "no_such_module_xyz:model"}})
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_without_models_the_scores_are_null_and_the_build_says_how_to_turn_them_on(captures, tmp_path):
+    lines = build(captures, tmp_path / "ds", {})
+    assert sum("depth_score is off" in l for l in lines) == 1 and sum("semantic_score is off" in l for l in lines) == 1
+    rows = pq.read_table(tmp_path / "ds" / "manifest.parquet").to_pylist()
+    assert all(r["depth_score"] is None and r["semantic_score"] is None for r in rows)
+
+
+def test_a_dav_train_model_scores_clips(captures, tmp_path):
+    """The scoring stage loads what dav-train exports (1 Euler step) and passes the frames' indices."""
+    import torch
+
+    from dav_builder.model.config import ModelConfig
+    from dav_builder.model.video_depth import DepthAnyVideo
+
+    torch.manual_seed(0)
+    DepthAnyVideo.build(ModelConfig()).save_pretrained(tmp_path / "run" / "final")
+    build(captures, tmp_path / "ds", {"depth": {"path": str(tmp_path / "run"), "threshold": 0.0}})
+    rows = [r for r in pq.read_table(tmp_path / "ds" / "manifest.parquet").to_pylist() if r["shard"]]
+    assert rows and all(r["depth_score"] is not None and 0 <= r["depth_score"] <= 1 for r in rows)
+
+
+# -- dav-filter -------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def scored_dataset(tmp_path):
+    ds = write_synthetic_dataset(tmp_path / "ds", buckets=((32, 48, 4, 6), (32, 48, 1, 4)))
+    table = pq.read_table(ds / "manifest.parquet")
+    rows = table.to_pylist()
+    rng = np.random.default_rng(0)
+    for i, r in enumerate(rows):
+        r["depth_score"] = float(rng.uniform(0.3, 1.0))
+        r["semantic_score"] = float(rng.uniform(0.5, 1.0))
+    from dav_builder.shards.manifest import write_manifest
+
+    write_manifest(ds, rows)
+    return ds, rows
+
+
+def test_sweep_prints_the_keep_rate_table_and_finds_the_best_pair(scored_dataset, tmp_path):
+    from dav_builder.filters.cli import main
+
+    ds, rows = scored_dataset
+    labels = tmp_path / "labels.csv"
+    bad = {r["clip_id"] for r in rows if r["depth_score"] < 0.6 and r["semantic_score"] < 0.8}
+    labels.write_text("".join(f"{r['clip_id']},{'bad' if r['clip_id'] in bad else 'good'}\n" for r in rows))
+    res = CliRunner().invoke(main, ["sweep", str(ds), "--depth-thresholds", "0.4,0.6,0.8",
+                                    "--semantic-thresholds", "0.7,0.8", "--labels", str(labels)])
+    assert res.exit_code == 0, res.output
+    assert "<- best" in res.output
+    with open(ds / "sweep.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 6
+    best = [r for r in table if r["best"] in ("True", "1", "true")]
+    assert len(best) == 1 and (float(best[0]["depth_threshold"]), float(best[0]["semantic_threshold"])) == (0.6, 0.8)
+    assert float(best[0]["f1"]) == pytest.approx(1.0)
+    for r in table:  # keep rate matches the rule on the stored scores
+        drop = sum(1 for x in rows if x["depth_score"] < float(r["depth_threshold"])
+                   and x["semantic_score"] < float(r["semantic_threshold"]))
+        assert float(r["keep_rate"]) == pytest.approx(1 - drop / len(rows))
+    assert (ds / "sweep.png").stat().st_size > 1000
+
+
+def test_apply_repacks_only_kept_clips_by_copying_members(scored_dataset, tmp_path):
+    from dav_builder.filters.cli import main
+    from dav_builder.shards.tario import iter_tar_samples
+
+    ds, rows = scored_dataset
+    out = tmp_path / "strict"
+    res = CliRunner().invoke(main, ["apply", str(ds), "--out", str(out), "--depth-threshold", "0.7",
+                                    "--semantic-threshold", "0.9", "-q"])
+    assert res.exit_code == 0, res.output
+    want = {r["clip_id"] for r in rows if not (r["depth_score"] < 0.7 and r["semantic_score"] < 0.9)}
+    new = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert {r["clip_id"] for r in new if r["keep"]} == want
+    assert all(r["reason"] == "low_depth_and_semantic" for r in new if not r["keep"])
+    src = {s.key: s for p in (ds / "shards").rglob("*.tar") for s in iter_tar_samples(p)}
+    got = {s.key: s for p in (out / "shards").rglob("*.tar") for s in iter_tar_samples(p)}
+    assert set(got) == want
+    for key, s in got.items():  # member bytes copied, not re-encoded
+        assert s.rgb == src[key].rgb and s.depth == src[key].depth
+    import webdataset as wds
+
+    n = sum(1 for _ in wds.WebDataset([str(p) for p in sorted((out / "shards").rglob("*.tar"))], shardshuffle=False))
+    assert n == len(want)
+    again = CliRunner().invoke(main, ["apply", str(ds), "--out", str(out)])
+    assert again.exit_code == 2 and "not empty" in again.output
