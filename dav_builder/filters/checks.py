@@ -8,8 +8,8 @@ may touch only part of a clip, and a clip with any defective frame is a defectiv
 All of them rest on one observation: object boundaries are depth discontinuities, and in a
 correct capture every depth discontinuity lies on a colour edge of the same frame.
 
-- :func:`edge_misalignment`: share of depth-discontinuity pixels that find a colour edge at
-  the best small shift but not at zero shift (depth from another camera).
+- :func:`edge_misalignment`: how much closer depth discontinuities come to colour edges when
+  shifted by the best few pixels than where they are (chamfer distance; depth from another camera).
 - :func:`depth_lag`: the same share measured against the *previous* RGB frame minus against the
   frame's own RGB (depth that lags by a frame lines up with the previous image).
 - :func:`frozen_depth`: share of frame pairs whose depth does not change while the RGB does.
@@ -62,29 +62,67 @@ def _hit_rate(near_edge: np.ndarray, dedge: np.ndarray, dy: int, dx: int) -> flo
     return float(near_edge[ys + dy, xs + dx].mean())
 
 
-def _alignment_gap(grey: np.ndarray, depth: np.ndarray) -> tuple[float, int]:
-    """(best hit rate over shifts - hit rate at zero shift, number of depth-edge pixels)."""
-    dedge = depth_edges(depth)
-    n = int(dedge.sum())
-    if n < MIN_EDGE_PIXELS:
-        return float("nan"), n
-    near = cv2.dilate(rgb_edges(grey).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    rates = {
-        (dy, dx): _hit_rate(near, dedge, dy, dx)
-        for dy in range(-MAX_SHIFT, MAX_SHIFT + 1, 2)
-        for dx in range(-MAX_SHIFT, MAX_SHIFT + 1, 1)
-    }
-    rates[(0, 0)] = _hit_rate(near, dedge, 0, 0)
-    return max(rates.values()) - rates[(0, 0)], n
+#: A log-depth step counts as an occlusion boundary when it is this many times larger than the
+#: steps on either side of it (a steep but continuous surface, e.g. a floor near the horizon, is not).
+SLOPE_RATIO = 4.0
+OCCLUSION_JUMP = 0.05
+CHAMFER_CAP = 4.0
+
+
+def occlusion_edges(depth: np.ndarray, border: int = MAX_SHIFT) -> np.ndarray:
+    """Pixels on either side of a depth *discontinuity*: a relative jump above
+    :data:`OCCLUSION_JUMP` that is also :data:`SLOPE_RATIO` times larger than its neighbours' steps."""
+    valid = depth > 0
+    logd = np.log(np.where(valid, depth, 1.0))
+    out = np.zeros(depth.shape, bool)
+    for axis in (0, 1):
+        a = np.abs(np.diff(logd, axis=axis))
+        both = np.logical_and(np.delete(valid, -1, axis=axis), np.delete(valid, 0, axis=axis))
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (1, 1)
+        ap = np.pad(a, pad, mode="edge")
+        n = a.shape[axis]
+        prev = np.take(ap, np.arange(0, n), axis=axis)
+        nxt = np.take(ap, np.arange(2, n + 2), axis=axis)
+        e = both & (a > OCCLUSION_JUMP) & (a > SLOPE_RATIO * np.maximum(prev, nxt) + 1e-4)
+        if axis == 1:
+            out[:, 1:] |= e
+            out[:, :-1] |= e
+        else:
+            out[1:, :] |= e
+            out[:-1, :] |= e
+    if border:
+        out[:border], out[-border:], out[:, :border], out[:, -border:] = False, False, False, False
+    return out
+
+
+def _chamfer(dist: np.ndarray, ys: np.ndarray, xs: np.ndarray, dy: int, dx: int) -> float:
+    return float(np.minimum(dist[ys + dy, xs + dx], CHAMFER_CAP).mean())
+
+
+def chamfer_gap(grey: np.ndarray, depth: np.ndarray) -> float:
+    """How much closer the depth discontinuities come to colour edges after the best small shift
+    than where they are (mean distance in pixels, capped; NaN when the frame has too few).
+
+    0 for a correct capture; depth rendered from another camera fits better shifted."""
+    dedge = occlusion_edges(depth)
+    ys, xs = np.nonzero(dedge)
+    if ys.size < MIN_EDGE_PIXELS // 4:
+        return float("nan")
+    dist = cv2.distanceTransform((~rgb_edges(grey)).astype(np.uint8), cv2.DIST_L2, 3)
+    zero = _chamfer(dist, ys, xs, 0, 0)
+    best = min(_chamfer(dist, ys, xs, dy, dx) for dy in range(-MAX_SHIFT // 2, MAX_SHIFT // 2 + 1)
+               for dx in range(-MAX_SHIFT, MAX_SHIFT + 1))
+    return zero - best
 
 
 def edge_misalignment(grey: np.ndarray, depth: np.ndarray) -> float:
-    """Median over frames of the hit rate lost at zero shift (0 = depth edges sit on colour edges).
+    """Median over frames of :func:`chamfer_gap` (pixels at the check size; 0 = aligned).
 
-    The median (not the maximum) because a single frame's hit rates are noisy; a misaligned
-    depth source usually lasts many frames.
+    The median (not the maximum) because one frame's fit is noisy; a misaligned depth source
+    usually lasts many frames.
     """
-    gaps = [g for g in (_alignment_gap(g, d)[0] for g, d in zip(grey, depth)) if not np.isnan(g)]
+    gaps = [g for g in (chamfer_gap(g, d) for g, d in zip(grey, depth)) if not np.isnan(g)]
     return float(np.median(gaps)) if gaps else 0.0
 
 
