@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dav_builder.config_io import deep_update, read_yaml, strict_dataclass
+
 
 @dataclass
 class ModelConfig:
@@ -37,11 +39,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"model: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return strict_dataclass(cls, data, "model")
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -106,11 +104,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"train: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return strict_dataclass(cls, data, "train")
 
     def batch_size_for(self, bucket: str) -> int:
         return int(self.batch_sizes.get(bucket, self.batch_size))
@@ -141,44 +135,16 @@ class RunConfigError(ValueError):
     """A training config file or option is invalid."""
 
 
-def _deep_update(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    """A YAML file, with ``base: other.yaml`` (relative to the file) merged underneath it."""
-    import yaml
-
-    path = path.resolve()
-    if path in seen:
-        raise RunConfigError(f"{path}: 'base' chain loops back to itself")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise RunConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise RunConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise RunConfigError(f"{path}: expected a mapping at the top level")
-    base = data.pop("base", None)
-    if base is not None:
-        data = _deep_update(_read_yaml(path.parent / base, seen + (path,)), data)
-    return data
-
-
 def load_run_config(path: str | Path | None = None, preset: str | None = None,
                     overrides: dict | None = None) -> RunConfig:
     """Preset (default ``tiny``), then the YAML file, then ``overrides`` (nested dicts)."""
     name = preset or "tiny"
     if name not in TRAIN_PRESETS:
         raise RunConfigError(f"unknown preset {name!r}; known: {sorted(TRAIN_PRESETS)}")
-    data = _deep_update({"model": dataclasses.asdict(PRESETS[name])}, TRAIN_PRESETS[name])
+    data = deep_update({"model": dataclasses.asdict(PRESETS[name])}, TRAIN_PRESETS[name])
     if path is not None:
-        data = _deep_update(data, _read_yaml(Path(path)))
-    data = _deep_update(data, overrides or {})
+        data = deep_update(data, read_yaml(path, RunConfigError))
+    data = deep_update(data, overrides or {})
     unknown = sorted(set(data) - {"model", "train"})
     if unknown:
         raise RunConfigError(f"unknown top-level key(s) {unknown}; expected model, train (and base)")

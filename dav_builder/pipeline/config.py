@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from dav_builder.config_io import read_yaml
 
 from dav_builder.filters.config import ScoringConfig
 
@@ -176,15 +176,7 @@ def _merge(cls: type, data: dict[str, Any], where: str) -> Any:
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> BuildConfig:
     """Read a YAML config (or the defaults) and apply ``overrides`` (a nested dict)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    data: dict[str, Any] = read_yaml(path, ConfigError) if path is not None else {}
     for key, value in (overrides or {}).items():
         if isinstance(value, dict):
             data.setdefault(key, {}).update(value)
