@@ -227,17 +227,18 @@ class DavCapture(Capture):
         usable = np.isfinite(stored)
         for value in self.invalid:  # declared "no depth" markers are exempt from the range check
             usable &= stored != value
-        vals = stored[usable]
+        lo = float(np.min(stored, where=usable, initial=np.inf))
+        hi = float(np.max(stored, where=usable, initial=-np.inf))
         if self.convention == "linear":
-            negative = int((vals < 0).sum())
-            if negative:
+            if lo < 0:
+                negative = int(np.count_nonzero(usable & (stored < 0)))
                 raise FrameError(
                     path, f"negative depth in {negative} pixels: a linear depth cannot be negative (corrupt file?)"
                 )
-        elif vals.size and (vals.min() < -_RANGE_TOL or vals.max() > 1 + _RANGE_TOL):
+        elif lo <= hi and (lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL):
             raise FrameError(
                 path,
-                f"{self.convention} depth buffer values must lie in [0, 1], found {vals.min():g}..{vals.max():g}",
+                f"{self.convention} depth buffer values must lie in [0, 1], found {lo:g}..{hi:g}",
             )
         try:
             z = dconv.to_planar_metres(
@@ -252,7 +253,7 @@ class DavCapture(Capture):
             )
         except ValueError as exc:
             raise FrameError(path, str(exc)) from None
-        valid = float((z > 0).mean())
+        valid = np.count_nonzero(z) / z.size
         if valid < self.min_valid_fraction:
             raise FrameError(path, f"no valid depth: {valid:.1%} of pixels valid (NaN, inf, sky or out of range)")
         return z

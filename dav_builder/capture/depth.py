@@ -98,17 +98,16 @@ def to_planar_metres(
         return np.where(ok, z, 0.0).astype(np.float32)
     p, q, r, n, f = rational_coefficients(convention, float(near), None if far is None else float(far))
     # every non-linear convention is z = p / (q + r d): one in-place float64 pass
-    z = np.where(bad, 0.0, d).astype(np.float64)
-    z *= r
-    z += q
-    with np.errstate(divide="ignore", invalid="ignore"):
+    z = d.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        z *= r
+        z += q
         np.divide(p, z, out=z)
-    ok = ~bad
-    ok &= z >= n * (1 - _PLANE_TOL)
-    ok &= z <= f * (1 + _PLANE_TOL)  # rejects NaN
-    ok &= z < np.inf  # d = 0 with an infinite far plane: sky
-    z[~ok] = 0.0
-    return z.astype(np.float32)
+    # NaN fails both comparisons; d = 0 with an infinite far plane gives inf: sky
+    bad |= ~((z >= n * (1 - _PLANE_TOL)) & (z <= min(f * (1 + _PLANE_TOL), np.finfo(np.float64).max)))
+    out = z.astype(np.float32)
+    out[bad] = 0.0
+    return out
 
 
 def rational_coefficients(convention: str, near: float, far: float | None) -> tuple[float, float, float, float, float]:

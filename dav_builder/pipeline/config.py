@@ -91,6 +91,8 @@ class ShardsConfig:
     """Clips per shard at most."""
     max_mb: float = 1024.0
     """A shard is closed once it holds this many megabytes."""
+    fsync: bool = False
+    """fsync shards and resume records: survive a power loss too, not only a killed build (slower)."""
 
 
 @dataclass

@@ -56,7 +56,7 @@ class DatasetSink:
     def __init__(self, dataset: Path, cfg: BuildConfig):
         self.dataset = Path(dataset)
         self.cfg = cfg
-        self.limits = ShardLimits(cfg.shards.max_clips, int(cfg.shards.max_mb * (1 << 20)))
+        self.limits = ShardLimits(cfg.shards.max_clips, int(cfg.shards.max_mb * (1 << 20)), cfg.shards.fsync)
         self.records: list[ShardRecord] = recover(self.dataset)
         self.committed: set[str] = {r["clip_id"] for rec in self.records for r in rec.rows}
         self.capture_records = {
@@ -132,7 +132,7 @@ class DatasetSink:
             return
         summary.seconds = dict(Counter(summary.seconds) + self.pending_seconds.pop(capture, Counter()))
         record = {"summary": asdict(summary), "rows": rows}
-        atomic_write_json(capture_record_path(self.dataset, capture), record)
+        atomic_write_json(capture_record_path(self.dataset, capture), record, fsync=self.limits.fsync)
         self.capture_records[capture] = record
         self.pending_rows.pop(capture, None)
         del self.pending_summaries[capture]

@@ -25,19 +25,22 @@ SHARD_RE = re.compile(r"^(\d{6})\.tar$")
 STATE_DIR = "_state"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    The rename alone survives a killed process; ``fsync`` also survives a power loss."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def atomic_write_json(path: Path, obj: object) -> None:
-    atomic_write_bytes(path, json.dumps(obj, sort_keys=True, indent=1).encode())
+def atomic_write_json(path: Path, obj: object, fsync: bool = True) -> None:
+    atomic_write_bytes(path, json.dumps(obj, sort_keys=True, indent=1).encode(), fsync)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class ShardLimits:
     """At most this many clips per shard."""
     max_bytes: int = 1 << 30
     """Close the shard once it holds at least this many bytes (a shard never splits a clip)."""
+    fsync: bool = False
+    """fsync each shard and its record before it counts as done.  Off, a killed build still
+    resumes exactly (the data is in the OS's cache; a shard counts only once renamed); on, it
+    also survives a power loss or kernel crash, at about 150 ms per shard on this machine."""
 
 
 @dataclass
@@ -122,7 +129,7 @@ class BucketShardWriter:
     def _open(self) -> None:
         self._name = f"{self._next_index:06d}.tar"
         self._next_index += 1
-        self._file = open(self.dir / f".{self._name}.partial", "wb")
+        self._file = open(self.dir / f".{self._name}.partial", "wb", buffering=1 << 20)
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
         self._rows = []
         self._bytes = 0
@@ -168,7 +175,8 @@ class BucketShardWriter:
         assert self._file is not None
         self._tar.close()
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self.limits.fsync:
+            os.fsync(self._file.fileno())
         self._file.close()
         final = self.dir / self._name
         os.replace(self.dir / f".{self._name}.partial", final)
@@ -176,6 +184,7 @@ class BucketShardWriter:
         atomic_write_json(
             shard_record_path(self.dataset, self.bucket, self._name),
             {"bucket": record.bucket, "shard": record.shard, "rows": record.rows},
+            fsync=self.limits.fsync,
         )
         self._tar = None
         self._file = None
