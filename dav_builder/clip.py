@@ -45,6 +45,10 @@ class Clip:
     rgb_ext: str = "png"
     depth: np.ndarray | None = None
     """Planar metres, float32 (T, H, W), 0 where invalid."""
+    depth_npy: list[bytes] | None = None
+    """The depth frames encoded as the shard stores them (float16 ``.npy``), set by
+    :func:`dav_builder.shards.tario.pack_depth` in the worker once nothing reads ``depth`` any more:
+    half the bytes to ship to the writer, and the writer only copies."""
     K: np.ndarray | None = None
     """Intrinsics, float64 (T, 3, 3)."""
     cam_to_world: np.ndarray | None = None
@@ -72,7 +76,7 @@ class Clip:
     @property
     def loaded(self) -> bool:
         """True when the clip holds frames that can be scored and written."""
-        return bool(self.rgb) and self.depth is not None
+        return bool(self.rgb) and (self.depth is not None or self.depth_npy is not None)
 
     def drop(self, reason: str) -> None:
         """Mark the clip as dropped, keeping the first reason given."""

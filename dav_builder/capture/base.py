@@ -91,6 +91,8 @@ class Capture(abc.ABC):
     root: Path
     #: Short name of the reader, e.g. ``"dav"``, ``"vkitti2"``.
     reader: str
+    #: Frames may be read concurrently from several threads (False for sequential sources: videos).
+    concurrent_reads: bool = True
     fps: float
     width: int
     height: int

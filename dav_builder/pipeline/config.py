@@ -47,6 +47,9 @@ class SplitConfig:
     """Frames that must pass after a cut before the detector may report another."""
     small_side: int = 128
     """Longer side, in pixels, of the reduced RGB used for detection and model-free checks."""
+    read_threads: int = 0
+    """Threads decoding frames ahead of the splitter (image decoding and depth conversion release
+    the GIL); 0 = as many as the CPUs this process may use, at most 4; 1 = read in line."""
     pose_jump_m: float = 2.0
     """A camera step longer than this (metres) *and* than ``pose_jump_factor`` x the recent typical step is a cut."""
     pose_jump_factor: float = 8.0

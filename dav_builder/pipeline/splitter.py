@@ -16,7 +16,9 @@ run of frames with the same reason, and scene remainders shorter than the shorte
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -59,6 +61,59 @@ def make_detector(cfg: SplitConfig):
         return AdaptiveDetector(min_scene_len=cfg.min_scene_len, **kw)
     kw = {} if cfg.threshold is None else {"threshold": cfg.threshold}
     return HashDetector(min_scene_len=cfg.min_scene_len, **kw)
+
+
+def read_threads(configured: int, cap: Capture) -> int:
+    """How many threads read ``cap``'s frames ahead (see ``split.read_threads``)."""
+    if not getattr(cap, "concurrent_reads", True):
+        return 1
+    if configured > 0:
+        return configured
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
+def _read(cap: Capture, info: FrameInfo, small_side: int) -> FrameData | FrameError:
+    try:
+        return cap.read_frame(info, small_side=small_side)
+    except FrameError as exc:
+        return exc
+
+
+def read_ahead(cap: Capture, small_side: int, threads: int) -> Iterator[tuple[FrameInfo | FrameError, FrameData | FrameError | None]]:
+    """``(frame info, decoded frame or its error)`` in capture order, decoded up to ``4 * threads``
+    frames ahead by a thread pool (memory stays bounded; one thread reads in line)."""
+    it = cap.frames()
+
+    def next_info() -> FrameInfo | FrameError | None:
+        try:
+            return next(it)
+        except StopIteration:
+            return None
+        except FrameError as exc:  # a reader that raises instead of yielding
+            return exc
+
+    if threads <= 1:
+        while (info := next_info()) is not None:
+            yield info, (None if isinstance(info, FrameError) else _read(cap, info, small_side))
+        return
+    pending: deque = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="dav-read") as pool:
+        done = False
+        while True:
+            while not done and len(pending) < 4 * threads:
+                info = next_info()
+                if info is None:
+                    done = True
+                    break
+                pending.append((info, None if isinstance(info, FrameError) else pool.submit(_read, cap, info, small_side)))
+            if not pending:
+                return
+            info, fut = pending.popleft()
+            yield info, (None if fut is None else fut.result())
 
 
 class _Detector:
@@ -228,15 +283,13 @@ class CaptureSplitter:
         Work is timed per stage *before* anything is yielded, so the time a consumer spends on
         a clip (scoring, writing) is not counted here.
         """
-        it = self.cap.frames()
+        frames = read_ahead(self.cap, self.split.small_side, read_threads(self.split.read_threads, self.cap))
         while True:
             t0 = time.perf_counter()
             try:
-                item = next(it)
+                item, data = next(frames)
             except StopIteration:
                 break
-            except FrameError as exc:  # a reader that raises instead of yielding
-                item = exc
             self.summary.frames_read += 1
             if isinstance(item, FrameError):
                 self.prev = None
@@ -244,11 +297,9 @@ class CaptureSplitter:
                 self.seconds["read"] += time.perf_counter() - t0
                 yield from out
                 continue
-            try:
-                data = self.cap.read_frame(item, small_side=self.split.small_side)
-            except FrameError as exc:
+            if isinstance(data, FrameError):
                 self.prev = None
-                out = list(self._bad(item.index, "unreadable", exc.path, exc.problem))
+                out = list(self._bad(item.index, "unreadable", data.path, data.problem))
                 self.seconds["read"] += time.perf_counter() - t0
                 yield from out
                 continue

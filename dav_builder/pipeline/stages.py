@@ -19,6 +19,7 @@ from dav_builder.filters.stage import ScoringStage
 from dav_builder.pipeline.buckets import apply_bucket
 from dav_builder.pipeline.config import BuildConfig
 from dav_builder.pipeline.splitter import CaptureSplitter, CaptureSummary
+from dav_builder.shards.tario import pack_depth
 
 
 @dataclass
@@ -83,5 +84,6 @@ class ClipProcessor:
                     t1 = time.perf_counter()
                     apply_bucket(it.clip, self.cfg.buckets.mode, sizes)
                     it.clip.rgb_small = None  # only the scoring needs it; do not ship it to the writer
+                    pack_depth(it.clip)  # encode depth here, in parallel workers, not in the writer
                     it.seconds["bucket"] = it.seconds.get("bucket", 0.0) + time.perf_counter() - t1
         return items

@@ -55,9 +55,16 @@ def clip_members(clip: Clip) -> list[tuple[str, bytes]]:
     members = [(f"{key}.json", json.dumps(clip.metadata(), sort_keys=True).encode())]
     ext = "jpg" if clip.rgb_ext in ("jpg", "jpeg") else "png"
     members += [(f"{key}.rgb.{frame_tag(i)}.{ext}", data) for i, data in enumerate(clip.rgb)]
-    assert clip.depth is not None
-    members += [(f"{key}.depth.{frame_tag(i)}.npy", depth_to_npy(d)) for i, d in enumerate(clip.depth)]
+    depth = clip.depth_npy if clip.depth_npy is not None else [depth_to_npy(d) for d in clip.depth]  # type: ignore[union-attr]
+    members += [(f"{key}.depth.{frame_tag(i)}.npy", d) for i, d in enumerate(depth)]
     return members
+
+
+def pack_depth(clip: Clip) -> None:
+    """Encode the clip's depth as its shard members now (see :attr:`Clip.depth_npy`) and drop the array."""
+    if clip.depth is not None and clip.depth_npy is None:
+        clip.depth_npy = [depth_to_npy(d) for d in clip.depth]
+        clip.depth = None
 
 
 def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -73,6 +73,8 @@ def _K(d: Path, w: int, h: int, hfov: float) -> np.ndarray:
 class VideoCapture(Capture):
     """Frames decoded from a video file (PNG-encoded for the shards), depth from a folder."""
 
+    concurrent_reads = False  # one decoder, read in order
+
     reader = NAME
 
     def __init__(self, path: Path, video: Path, capture_id: str, opts: dict):
