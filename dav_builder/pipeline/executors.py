@@ -120,8 +120,9 @@ def run_ray(
     import ray
 
     init_ray(cfg)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    ctx = ray.data.DataContext.get_current()
+    ctx = ray.data.DataContext.get_current()  # (importing ray.data configures its loggers: quiet them after)
+    for name in ("ray.data", "ray.data._internal.execution.streaming_executor", "ray.data._internal.progress"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # the driver reports progress and problems itself
     ctx.enable_progress_bars = False  # the driver shows its own bars
     ctx.print_on_execution_start = False
     ctx.execution_options.preserve_order = False
