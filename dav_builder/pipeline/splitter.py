@@ -291,15 +291,11 @@ class CaptureSplitter:
             except StopIteration:
                 break
             self.summary.frames_read += 1
-            if isinstance(item, FrameError):
+            error = item if isinstance(item, FrameError) else data if isinstance(data, FrameError) else None
+            if error is not None:
                 self.prev = None
-                out = list(self._bad(item.index, "bad_metadata", item.path, item.problem))
-                self.seconds["read"] += time.perf_counter() - t0
-                yield from out
-                continue
-            if isinstance(data, FrameError):
-                self.prev = None
-                out = list(self._bad(item.index, "unreadable", data.path, data.problem))
+                reason = "bad_metadata" if error is item else "unreadable"
+                out = list(self._bad(error.index if error is item else item.index, reason, error.path, error.problem))
                 self.seconds["read"] += time.perf_counter() - t0
                 yield from out
                 continue
