@@ -295,3 +295,19 @@ def test_apply_repacks_only_kept_clips_by_copying_members(scored_dataset, tmp_pa
     assert n == len(want)
     again = CliRunner().invoke(main, ["apply", str(ds), "--out", str(out)])
     assert again.exit_code == 2 and "not empty" in again.output
+
+
+def test_sweep_with_only_the_depth_score_lets_it_decide_alone(tmp_path):
+    from dav_builder.filters.cli import main
+    from dav_builder.shards.manifest import write_manifest
+
+    ds = write_synthetic_dataset(tmp_path / "ds", buckets=((32, 48, 4, 5),))
+    rows = pq.read_table(ds / "manifest.parquet").to_pylist()
+    for i, r in enumerate(rows):
+        r["depth_score"], r["semantic_score"] = 0.1 * (i + 1), None
+    write_manifest(ds, rows)
+    res = CliRunner().invoke(main, ["sweep", str(ds), "--depth-thresholds", "0.25,0.45"])
+    assert res.exit_code == 0, res.output
+    with open(ds / "sweep.csv") as fh:
+        table = {float(r["depth_threshold"]): float(r["keep_rate"]) for r in csv.DictReader(fh)}
+    assert table == {0.25: pytest.approx(3 / 5), 0.45: pytest.approx(1 / 5)}  # as the build's decide() would

@@ -65,9 +65,7 @@ def sweep(dataset, depth_thresholds, semantic_thresholds, labels, out_prefix) ->
         raise click.UsageError(
             f"{dataset}: depth_score and semantic_score are null: the build ran without models. "
             "Rebuild with scoring.depth.path (and scoring.clip) set, see docs/filters.md")
-    # a score that is off never drops: treat it as +inf so the other decides alone
-    depth = np.where(np.isnan(depth), np.inf, depth)
-    sem = np.where(np.isnan(sem), np.inf, sem)
+    # a score that is off (NaN) leaves the decision to the other one, as the build decides
     dg = _floats(depth_thresholds) or (sw.default_grid(depth) or [0.0])
     sg = _floats(semantic_thresholds) or (sw.default_grid(sem) or [0.0])
     bad = None

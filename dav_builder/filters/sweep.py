@@ -36,15 +36,25 @@ def default_grid(values: np.ndarray, n: int = 9) -> list[float]:
     return sorted({float(np.round(q, 4)) for q in qs} | {float(np.round(v.min() - 1e-3, 4))})
 
 
+def dropped(depth: np.ndarray, semantic: np.ndarray, has_d: np.ndarray, has_s: np.ndarray, td: float,
+            ts: float) -> np.ndarray:
+    """The paper's rule per clip, as :func:`dav_builder.filters.stage.decide` applies it: both scores
+    low; where one score is missing (NaN: off), the other alone; neither: never dropped."""
+    with np.errstate(invalid="ignore"):
+        low_d, low_s = depth < td, semantic < ts
+    return np.where(has_d & has_s, low_d & low_s, np.where(has_d, low_d, np.where(has_s, low_s, False)))
+
+
 def sweep(
     depth: np.ndarray, semantic: np.ndarray, depth_grid: list[float], semantic_grid: list[float],
     bad: np.ndarray | None = None,
 ) -> list[SweepRow]:
     """Evaluate every threshold pair; ``bad`` marks labelled bad clips (NaN/None = unlabelled)."""
     rows = []
+    has_d, has_s = np.isfinite(depth), np.isfinite(semantic)
     for td in depth_grid:
         for ts in semantic_grid:
-            drop = (depth < td) & (semantic < ts)
+            drop = dropped(depth, semantic, has_d, has_s, td, ts)
             row = SweepRow(td, ts, float(1 - drop.mean()) if drop.size else 1.0, int((~drop).sum()))
             if bad is not None:
                 lab = bad >= 0
