@@ -10,8 +10,8 @@ correct capture every depth discontinuity lies on a colour edge of the same fram
 
 - :func:`edge_misalignment`: how much closer depth discontinuities come to colour edges when
   shifted by the best few pixels than where they are (chamfer distance; depth from another camera).
-- :func:`depth_lag`: the same share measured against the *previous* RGB frame minus against the
-  frame's own RGB (depth that lags by a frame lines up with the previous image).
+- :func:`depth_lag`: how much better depth t's boundaries match the colour gradients of the
+  *previous* RGB frame than its own (depth that lags by a frame lines up with the previous image).
 - :func:`frozen_depth`: share of frame pairs whose depth does not change while the RGB does.
 - :func:`static_overlay`: share of changing-depth pixels that sit on colour edges which do not
   move between frames: a HUD drawn on RGB but not in depth.
@@ -22,9 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-_EPS = 1e-6
-#: A relative depth jump between neighbours larger than this is an object boundary.
-DEPTH_JUMP = 0.08
+#: Largest shift, in pixels at the check size, that edge alignment is tested over.
 MAX_SHIFT = 6
 #: Frames with fewer depth-edge pixels say too little about alignment and are skipped.
 MIN_EDGE_PIXELS = 60
@@ -34,32 +32,6 @@ def rgb_edges(grey: np.ndarray) -> np.ndarray:
     """Binary colour edges (Canny on a lightly smoothed grey image)."""
     g = cv2.GaussianBlur(np.asarray(grey, np.float32), (3, 3), 0).clip(0, 255).astype(np.uint8)
     return cv2.Canny(g, 40, 100) > 0
-
-
-def depth_edges(depth: np.ndarray) -> np.ndarray:
-    """Pixels next to a relative depth jump above :data:`DEPTH_JUMP` (both sides valid)."""
-    valid = depth > 0
-    logd = np.log(np.where(valid, depth, 1.0))
-    out = np.zeros(depth.shape, bool)
-    dx = np.abs(np.diff(logd, axis=1)) > DEPTH_JUMP
-    dx &= valid[:, 1:] & valid[:, :-1]
-    dy = np.abs(np.diff(logd, axis=0)) > DEPTH_JUMP
-    dy &= valid[1:, :] & valid[:-1, :]
-    out[:, 1:] |= dx
-    out[:, :-1] |= dx
-    out[1:, :] |= dy
-    out[:-1, :] |= dy
-    # drop a 1-pixel frame border where shifted comparisons are undefined
-    out[:MAX_SHIFT], out[-MAX_SHIFT:], out[:, :MAX_SHIFT], out[:, -MAX_SHIFT:] = False, False, False, False
-    return out
-
-
-def _hit_rate(near_edge: np.ndarray, dedge: np.ndarray, dy: int, dx: int) -> float:
-    """Share of depth-edge pixels that land on (dilated) colour edges after shifting by (dy, dx)."""
-    ys, xs = np.nonzero(dedge)
-    if ys.size == 0:
-        return float("nan")
-    return float(near_edge[ys + dy, xs + dx].mean())
 
 
 #: A log-depth step counts as an occlusion boundary when it is this many times larger than the
@@ -126,22 +98,40 @@ def edge_misalignment(grey: np.ndarray, depth: np.ndarray) -> float:
     return float(np.median(gaps)) if gaps else 0.0
 
 
-def _hit_zero(grey: np.ndarray, dedge: np.ndarray) -> float:
-    near = cv2.dilate(rgb_edges(grey).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    return _hit_rate(near, dedge, 0, 0)
+def gradient_magnitude(img: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Sobel gradient magnitude of a lightly smoothed float image."""
+    img = cv2.GaussianBlur(np.asarray(img, np.float32), (0, 0), sigma)
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1)
+    return np.sqrt(gx * gx + gy * gy)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / den if den > 0 else 0.0
 
 
 def depth_lag(grey_prev: np.ndarray, grey: np.ndarray, depth: np.ndarray) -> float:
-    """Max over pairs of how much better depth t lines up with RGB t-1 than with RGB t."""
+    """Median over moving pairs of how much better depth t's boundaries match the colour gradients
+    of RGB t-1 than those of RGB t (cosine similarity of gradient magnitudes on the strongest 5 %
+    of log-depth gradients; 0 or below for a correct capture).
+
+    Continuous gradients, not binary edges, because the lag moves edges by under a pixel at the
+    check size when the camera walks; ``depth`` should be area-averaged, not nearest-sampled.
+    """
     gains = []
     for gp, g, d in zip(grey_prev, grey, depth):
         if np.abs(gp.astype(np.float32) - g.astype(np.float32)).mean() < 0.5:
             continue  # the image did not change: no evidence either way
-        dedge = depth_edges(d)
-        if dedge.sum() < MIN_EDGE_PIXELS:
+        dmag = gradient_magnitude(np.log(np.where(d > 0, d, 1000.0)))
+        b = MAX_SHIFT // 2
+        dmag[:b], dmag[-b:], dmag[:, :b], dmag[:, -b:] = 0, 0, 0, 0
+        strong = dmag > np.percentile(dmag, 95)
+        if strong.sum() < MIN_EDGE_PIXELS // 3:
             continue
-        gains.append(_hit_zero(gp, dedge) - _hit_zero(g, dedge))
-    return float(max(gains)) if gains else 0.0
+        w = dmag[strong]
+        gains.append(_cosine(w, gradient_magnitude(gp)[strong]) - _cosine(w, gradient_magnitude(g)[strong]))
+    return float(np.median(gains)) if gains else 0.0
 
 
 def frozen_depth(

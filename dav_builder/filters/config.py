@@ -54,7 +54,7 @@ def _edge_default() -> CheckConfig:
 
 
 def _lag_default() -> CheckConfig:
-    return CheckConfig(True, 0.22)
+    return CheckConfig(True, 0.0063)
 
 
 def _frozen_default() -> CheckConfig:

@@ -167,12 +167,21 @@ class ScoringStage:
         if cfg.edge_misalignment.enabled:
             out["edge_misalignment"] = checks.edge_misalignment(grey[c], depth[c])
         if cfg.depth_lag.enabled:
-            out["depth_lag"] = checks.depth_lag(grey[p], grey[c], depth[c]) if pairs else 0.0
+            out["depth_lag"] = checks.depth_lag(grey[p], grey[c], self._depth_area(clip, cur, grey.shape[1:])) if pairs else 0.0
         if cfg.frozen_depth.enabled:
             out["frozen_depth"] = checks.frozen_depth(grey[p], grey[c], depth[p], depth[c]) if pairs else 0.0
         if cfg.static_overlay.enabled:
             out["static_overlay"] = checks.static_overlay(grey[p], grey[c], depth[p], depth[c]) if pairs else 0.0
         return out
+
+    @staticmethod
+    def _depth_area(clip: Clip, positions: list[int], size: tuple[int, int]) -> np.ndarray:
+        """Depth of some frames area-averaged to ``size`` (h, w): smooth boundaries for gradient tests."""
+        import cv2
+
+        assert clip.depth is not None
+        h, w = size
+        return np.stack([cv2.resize(clip.depth[i], (w, h), interpolation=cv2.INTER_AREA) for i in positions])
 
     def _model_scores(self, clip: Clip) -> dict[str, float | None]:
         assert clip.depth is not None
