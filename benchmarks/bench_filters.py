@@ -45,9 +45,13 @@ def clips_of(cap_dir: Path) -> list[tuple[Clip, set[str]]]:
             b = a + CLIP_LEN - 1
             frames = [cap.read_frame(infos[i]) for i in range(a, b + 1)]
             labels = {d["type"] for d in defects if d["first_frame"] <= b and d["last_frame"] >= a}
-            clip = Clip(make_clip_id(cap.id, a, CLIP_LEN), cap.id, list(range(a, b + 1)), cap.fps, cap.height,
-                        cap.width, [f.rgb_bytes for f in frames], "png", np.stack([f.depth for f in frames]),
-                        np.stack([f.info.K for f in frames]), rgb_small=np.stack([f.rgb_small for f in frames]))
+            poses = [f.info.cam_to_world for f in frames]
+            clip = Clip(
+                clip_id=make_clip_id(cap.id, a, CLIP_LEN), capture=cap.id, frame_indices=list(range(a, b + 1)),
+                fps=cap.fps, height=cap.height, width=cap.width, rgb=[f.rgb_bytes for f in frames], rgb_ext="png",
+                depth=np.stack([f.depth for f in frames]), K=np.stack([f.info.K for f in frames]),
+                cam_to_world=None if any(p is None for p in poses) else np.stack(poses),
+                rgb_small=np.stack([f.rgb_small for f in frames]))
             out.append((clip, labels))
     return out
 
@@ -75,7 +79,7 @@ def rates(rows, check: str, threshold: float, defect: str) -> tuple[float, float
 
 def tune(rows, check: str, defect: str, max_clean_drop: float = 0.05) -> float:
     """The lowest threshold (most recall) that drops at most ``max_clean_drop`` of the clean tuning clips."""
-    values = sorted({round(s[check], 4) for s, _ in rows}, reverse=True)
+    values = sorted({float(f"{s[check]:.4g}") for s, _ in rows}, reverse=True)
     best = values[0] if values else 0.0
     for t in values:
         _, f = rates(rows, check, t, defect)

@@ -45,10 +45,6 @@ class Clip:
     rgb_ext: str = "png"
     depth: np.ndarray | None = None
     """Planar metres, float32 (T, H, W), 0 where invalid."""
-    depth_npy: list[bytes] | None = None
-    """The depth frames encoded as the shard stores them (float16 ``.npy``), set by
-    :func:`dav_builder.shards.tario.pack_depth` in the worker once nothing reads ``depth`` any more:
-    half the bytes to ship to the writer, and the writer only copies."""
     K: np.ndarray | None = None
     """Intrinsics, float64 (T, 3, 3)."""
     cam_to_world: np.ndarray | None = None
@@ -64,6 +60,10 @@ class Clip:
     shard: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
     """Non-fatal problems met while making the clip (file -> problem)."""
+    depth_npy: list[bytes] | None = None
+    """The depth frames encoded as the shard stores them (float16 ``.npy``), set by
+    :func:`dav_builder.shards.tario.pack_depth` in the worker once nothing reads ``depth`` any more:
+    half the bytes to ship to the writer, and the writer only copies."""
 
     @property
     def first_frame(self) -> int:

@@ -73,18 +73,27 @@ def test_frozen_depth_counts_pairs_with_unchanged_depth():
     assert checks.frozen_depth(same[:-1], same[1:], frozen[:-1], frozen[1:]) == 0
 
 
-def test_static_overlay_sees_a_hud_over_moving_depth():
+def test_static_overlay_sees_a_hud_over_a_moving_scene():
     h, w = 96, 128
     rng = np.random.default_rng(1)
     base = cv2.GaussianBlur(rng.integers(0, 255, (h, w + 40)).astype(np.float32), (0, 0), 2) * 3 - 255
-    g = np.stack([base[:, 5 * t : 5 * t + w] for t in range(6)]).clip(0, 255)  # a panning camera
-    d = np.stack([np.full((h, w), 5.0 - 0.3 * t, np.float32) + np.linspace(0, 1, w)[None] for t in range(6)])
-    clean = checks.static_overlay(g[:-1], g[1:], d[:-1], d[1:])
+    g = np.stack([base[:, 5 * t : 5 * t + w] for t in range(6)]).clip(0, 255)  # the camera slides right
+    d = np.full((6, h, w), 5.0, np.float32)  # a wall 5 m away: 0.25 m per frame is 5 px at fx = 100
+    K = np.stack([np.array([[100.0, 0, w / 2], [0, 100.0, h / 2], [0, 0, 1]])] * 6)
+    poses = np.stack([np.eye(4)] * 6)
+    poses[:, 0, 3] = 0.25 * np.arange(6)
+    clean = checks.static_overlay(g, d, K, poses)
     hud = g.copy()
     hud[:, 5:20, 5:60] = 255
     hud[:, 8:17, 8:57] = 0
-    with_hud = checks.static_overlay(hud[:-1], hud[1:], d[:-1], d[1:])
+    with_hud = checks.static_overlay(hud, d, K, poses)
     assert clean < ScoringConfig().static_overlay.threshold < with_hud
+    # the same HUD with a still camera is not evidence: nothing is expected to move
+    still = np.stack([hud[0]] * 6)
+    assert checks.static_overlay(still, d, K, np.stack([np.eye(4)] * 6)) == 0.0
+    # without poses, a depth change marks the scene as moving
+    d2 = d * np.linspace(1, 0.8, 6)[:, None, None]
+    assert checks.static_overlay(hud, d2, None, None) > ScoringConfig().static_overlay.threshold
 
 
 # -- the decision and the depth score ---------------------------------------------------------

@@ -13,8 +13,8 @@ correct capture every depth discontinuity lies on a colour edge of the same fram
 - :func:`depth_lag`: how much better depth t's boundaries match the colour gradients of the
   *previous* RGB frame than its own (depth that lags by a frame lines up with the previous image).
 - :func:`frozen_depth`: share of frame pairs whose depth does not change while the RGB does.
-- :func:`static_overlay`: share of changing-depth pixels that sit on colour edges which do not
-  move between frames: a HUD drawn on RGB but not in depth.
+- :func:`static_overlay`: share of the image made of colour corners that stay put while the scene
+  under them moves (predicted from depth and camera poses): a HUD drawn on RGB but not in depth.
 """
 
 from __future__ import annotations
@@ -157,17 +157,54 @@ def frozen_depth(
     return frozen / moving if moving else 0.0
 
 
-def static_overlay(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray, depth: np.ndarray) -> float:
-    """Max over pairs of the share of image pixels that are colour-edge pixels unchanged between
-    the two frames while the depth under them changes (a HUD, subtitles, a watermark)."""
+#: Corner strength (minimum eigenvalue of the 3x3 structure tensor) that counts as a corner.
+CORNER_MIN = 200.0
+OVERLAY_WINDOW = 4
+OVERLAY_STILL = 2.0
+OVERLAY_MOTION_PX = 2.0
+
+
+def predicted_motion(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray,
+                     pose_b: np.ndarray) -> np.ndarray:
+    """Pixels (h, w) each scene point of frame a moves by in frame b, from depth, intrinsics and
+    camera poses (a static scene); NaN where there is no depth or the point goes behind the camera."""
+    from dav_builder.model.metrics import reproject
+
+    h, w = depth.shape
+    u, v, z = reproject(depth.astype(np.float64), K_a, K_b, pose_a, pose_b)
+    ys, xs = np.mgrid[0:h, 0:w]
+    with np.errstate(invalid="ignore"):
+        motion = np.hypot(u - xs, v - ys)
+    motion[(depth <= 0) | ~(z > 0)] = np.nan
+    return motion
+
+
+def static_overlay(grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None, cam_to_world: np.ndarray | None) -> float:
+    """Max over windows of consecutive frames of the share of the image made of colour *corners*
+    that stay put while the scene under them moves (a HUD, subtitles, a watermark).
+
+    The scene's motion is predicted from depth, intrinsics (at this size) and camera poses, so a
+    slow or still camera is not mistaken for an overlay; corners rather than edges because an
+    edge sliding along itself looks still (the aperture problem).  Without poses, pixels whose
+    depth changes by more than 1 % count as moving.
+    """
+    T = len(grey)
+    W = min(OVERLAY_WINDOW, T)
+    if T < 2:
+        return 0.0
+    corners = np.stack([cv2.cornerMinEigenVal(np.asarray(g, np.float32), 3, 3) for g in grey])
     worst = 0.0
-    for gp, g, dp, d in zip(grey_prev, grey, depth_prev, depth):
-        valid = (d > 0) & (dp > 0)
-        dchange = np.zeros(d.shape, bool)
-        dchange[valid] = np.abs(np.log(d[valid]) - np.log(dp[valid])) > 0.01
-        if dchange.mean() < 0.2:
-            continue  # the camera hardly moved: static edges are expected
-        still = np.abs(g.astype(np.float32) - gp.astype(np.float32)) < 1.0
-        edges = rgb_edges(g) & rgb_edges(gp)
-        worst = max(worst, float((still & edges & dchange).mean()))
+    for a in range(0, T - W + 1):
+        b = a + W - 1
+        if cam_to_world is not None and K is not None:
+            moving = predicted_motion(depth[a], K[a], K[b], cam_to_world[a], cam_to_world[b]) > OVERLAY_MOTION_PX
+        else:
+            d = depth[a : b + 1]
+            valid = (d > 0).all(0)
+            logd = np.log(np.where(d > 0, d, 1.0))
+            moving = valid & ((logd.max(0) - logd.min(0)) > 0.01)
+        g = grey[a : b + 1].astype(np.float32)
+        still = (g.max(0) - g.min(0)) < OVERLAY_STILL
+        strong = corners[a : b + 1].min(0) > CORNER_MIN
+        worst = max(worst, float((still & strong & moving).mean()))
     return worst

@@ -62,7 +62,7 @@ def _frozen_default() -> CheckConfig:
 
 
 def _overlay_default() -> CheckConfig:
-    return CheckConfig(True, 0.012)
+    return CheckConfig(True, 0.00043)
 
 
 @dataclass

@@ -171,8 +171,28 @@ class ScoringStage:
         if cfg.frozen_depth.enabled:
             out["frozen_depth"] = checks.frozen_depth(grey[p], grey[c], depth[p], depth[c]) if pairs else 0.0
         if cfg.static_overlay.enabled:
-            out["static_overlay"] = checks.static_overlay(grey[p], grey[c], depth[p], depth[c]) if pairs else 0.0
+            out["static_overlay"] = self._overlay(clip, pos, grey, depth) if pairs else 0.0
         return out
+
+    @staticmethod
+    def _overlay(clip: Clip, pos: list[int], grey: np.ndarray, depth: np.ndarray) -> float:
+        """:func:`checks.static_overlay` over the runs of consecutive frames among ``pos``."""
+        h, w = grey.shape[1:]
+        K = None
+        if clip.K is not None:
+            K = np.asarray(clip.K, np.float64)[pos].copy()
+            K[:, 0] *= w / clip.width
+            K[:, 1] *= h / clip.height
+        poses = None if clip.cam_to_world is None else np.asarray(clip.cam_to_world, np.float64)[pos]
+        worst, start = 0.0, 0
+        for k in range(1, len(pos) + 1):
+            if k == len(pos) or pos[k] != pos[k - 1] + 1:  # a run of consecutive frames ends
+                run = slice(start, k)
+                if k - start >= 2:
+                    worst = max(worst, checks.static_overlay(grey[run], depth[run], None if K is None else K[run],
+                                                             None if poses is None else poses[run]))
+                start = k
+        return worst
 
     @staticmethod
     def _depth_area(clip: Clip, positions: list[int], size: tuple[int, int]) -> np.ndarray:
