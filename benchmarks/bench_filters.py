@@ -30,9 +30,10 @@ from dav_builder.render.engine import RenderConfig, render_captures
 DEFECT_CHECK = {"misaligned": "edge_misalignment", "depth_lag": "depth_lag", "frozen_depth": "frozen_depth",
                 "hud": "static_overlay"}
 CLIP_LEN = 16
+MIN_AFFECTED = 4
 
 
-def clips_of(cap_dir: Path) -> list[tuple[Clip, set[str]]]:
+def clips_of(cap_dir: Path) -> list[tuple[Clip, dict[str, int]]]:
     cap = DavCapture(cap_dir)
     infos = [f for f in cap.frames()]
     segments = json.loads((cap_dir / "segments.json").read_text())
@@ -44,7 +45,11 @@ def clips_of(cap_dir: Path) -> list[tuple[Clip, set[str]]]:
         for a in range(seg["first_frame"], seg["last_frame"] + 1 - CLIP_LEN + 1, CLIP_LEN):
             b = a + CLIP_LEN - 1
             frames = [cap.read_frame(infos[i]) for i in range(a, b + 1)]
-            labels = {d["type"] for d in defects if d["first_frame"] <= b and d["last_frame"] >= a}
+            labels = {}  # defect type -> frames of the clip it affects
+            for d in defects:
+                n = min(b, d["last_frame"]) - max(a, d["first_frame"]) + 1
+                if n > 0:
+                    labels[d["type"]] = labels.get(d["type"], 0) + n
             poses = [f.info.cam_to_world for f in frames]
             clip = Clip(
                 clip_id=make_clip_id(cap.id, a, CLIP_LEN), capture=cap.id, frame_indices=list(range(a, b + 1)),
@@ -56,7 +61,7 @@ def clips_of(cap_dir: Path) -> list[tuple[Clip, set[str]]]:
     return out
 
 
-def score_set(seed: int, n: int, frames: int, work: Path) -> list[tuple[dict, set[str]]]:
+def score_set(seed: int, n: int, frames: int, work: Path) -> list[tuple[dict, dict[str, int]]]:
     root = work / f"seed{seed}"
     if not (root / "capture000" / "capture.json").exists():
         cfg = RenderConfig(scenes=n, frames=frames, seed=seed, defects=tuple(DEFECT_CHECK), defect_rate=0.6)
@@ -117,6 +122,9 @@ def main() -> None:
     clean = [f for f, lab in flagged if not lab]
     print(f"all checks: {np.mean(bad):.1%} of {len(bad)} defective clips caught, "
           f"{np.mean(clean):.1%} of {len(clean)} clean clips dropped")
+    heavy = [f for f, lab in flagged if lab and max(lab.values()) >= MIN_AFFECTED]
+    print(f"  of which clips with at least {MIN_AFFECTED} of {CLIP_LEN} frames affected: {np.mean(heavy):.1%} of "
+          f"{len(heavy)} caught (the others touch a defect for 1 to {MIN_AFFECTED - 1} frames)")
     print("thresholds: " + json.dumps(chosen))
 
 

@@ -31,19 +31,20 @@ MIN_EDGE_PIXELS = 60
 def rgb_edges(grey: np.ndarray) -> np.ndarray:
     """Binary colour edges (Canny on a lightly smoothed grey image)."""
     g = cv2.GaussianBlur(np.asarray(grey, np.float32), (3, 3), 0).clip(0, 255).astype(np.uint8)
-    return cv2.Canny(g, 40, 100) > 0
+    return cv2.Canny(g, 10, 30) > 0
 
 
 #: A log-depth step counts as an occlusion boundary when it is this many times larger than the
 #: steps on either side of it (a steep but continuous surface, e.g. a floor near the horizon, is not).
 SLOPE_RATIO = 4.0
-OCCLUSION_JUMP = 0.05
+OCCLUSION_JUMP = 0.10
 CHAMFER_CAP = 4.0
 
 
 def occlusion_edges(depth: np.ndarray, border: int = MAX_SHIFT) -> np.ndarray:
-    """Pixels on either side of a depth *discontinuity*: a relative jump above
-    :data:`OCCLUSION_JUMP` that is also :data:`SLOPE_RATIO` times larger than its neighbours' steps."""
+    """Pixels on either side of a depth *discontinuity* (a relative jump above
+    :data:`OCCLUSION_JUMP` that is also :data:`SLOPE_RATIO` times larger than its neighbours'
+    steps), and valid pixels next to pixels without depth (the sky's outline)."""
     valid = depth > 0
     logd = np.log(np.where(valid, depth, 1.0))
     out = np.zeros(depth.shape, bool)
@@ -63,6 +64,14 @@ def occlusion_edges(depth: np.ndarray, border: int = MAX_SHIFT) -> np.ndarray:
         else:
             out[1:, :] |= e
             out[:-1, :] |= e
+    # where depth ends (sky, nothing drawn) is a boundary too: mark its valid side
+    hole = ~valid
+    near_hole = np.zeros_like(hole)
+    near_hole[1:] |= hole[:-1]
+    near_hole[:-1] |= hole[1:]
+    near_hole[:, 1:] |= hole[:, :-1]
+    near_hole[:, :-1] |= hole[:, 1:]
+    out |= valid & near_hole
     if border:
         out[:border], out[-border:], out[:, :border], out[:, -border:] = False, False, False, False
     return out

@@ -50,7 +50,7 @@ class CheckConfig:
 
 
 def _edge_default() -> CheckConfig:
-    return CheckConfig(True, 0.51)
+    return CheckConfig(True, 0.30)
 
 
 def _lag_default() -> CheckConfig:
