@@ -320,3 +320,18 @@ def test_sweep_with_only_the_depth_score_lets_it_decide_alone(tmp_path):
     with open(ds / "sweep.csv") as fh:
         table = {float(r["depth_threshold"]): float(r["keep_rate"]) for r in csv.DictReader(fh)}
     assert table == {0.25: pytest.approx(3 / 5), 0.45: pytest.approx(1 / 5)}  # as the build's decide() would
+
+
+def test_the_stage_scores_lag_on_full_resolution_pairs():
+    from dav_builder.clip import Clip
+    from dav_builder.filters.stage import ScoringStage
+
+    def clip(lag: bool) -> Clip:
+        g, d = frames(8, lag=lag)
+        rgb = [cv2.imencode(".png", np.repeat(x[..., None], 3, 2).clip(0, 255).astype(np.uint8))[1].tobytes() for x in g]
+        return Clip(clip_id="c", capture="cap", frame_indices=list(range(8)), fps=30.0, height=96, width=128, rgb=rgb,
+                    depth=d.astype(np.float32), K=np.stack([np.eye(3)] * 8))
+
+    stage = ScoringStage(ScoringConfig())
+    clean, lagged = stage._checks(clip(False))["depth_lag"], stage._checks(clip(True))["depth_lag"]
+    assert clean <= ScoringConfig().depth_lag.threshold < lagged

@@ -54,7 +54,7 @@ def _edge_default() -> CheckConfig:
 
 
 def _lag_default() -> CheckConfig:
-    return CheckConfig(True, 0.0063)
+    return CheckConfig(True, 0.0)
 
 
 def _frozen_default() -> CheckConfig:
@@ -73,6 +73,10 @@ class ScoringConfig:
     """Frames sampled uniformly from each clip for the model scores (the paper uses 10)."""
     check_frames: int = 32
     """Consecutive frame pairs, spread over the clip, that the model-free checks look at."""
+    lag_pairs: int = 4
+    """Frame pairs, spread over the clip, that ``depth_lag`` compares at full resolution (each
+    decodes two RGB frames again: a lag moves edges by under a pixel at the reduced size);
+    0 = use the splitter's reduced frames (no extra decoding, much weaker)."""
     check_side: int = 128
     """Longer side, in pixels, at which the model-free checks look at frames when the clip carries no
     reduced RGB from the splitter (which is reused as it is, without a second decode)."""

@@ -167,7 +167,12 @@ class ScoringStage:
         if cfg.edge_misalignment.enabled:
             out["edge_misalignment"] = checks.edge_misalignment(grey[c], depth[c])
         if cfg.depth_lag.enabled:
-            out["depth_lag"] = checks.depth_lag(grey[p], grey[c], self._depth_area(clip, cur, grey.shape[1:])) if pairs else 0.0
+            if not pairs:
+                out["depth_lag"] = 0.0
+            elif cfg.lag_pairs > 0:
+                out["depth_lag"] = self._lag_full_res(clip, cfg.lag_pairs)
+            else:
+                out["depth_lag"] = checks.depth_lag(grey[p], grey[c], self._depth_area(clip, cur, grey.shape[1:]))
         if cfg.frozen_depth.enabled:
             out["frozen_depth"] = checks.frozen_depth(grey[p], grey[c], depth[p], depth[c]) if pairs else 0.0
         if cfg.static_overlay.enabled:
@@ -193,6 +198,21 @@ class ScoringStage:
                                                              None if poses is None else poses[run]))
                 start = k
         return worst
+
+    @staticmethod
+    def _lag_full_res(clip: Clip, n_pairs: int) -> float:
+        """:func:`checks.depth_lag` on ``n_pairs`` (t-1, t) pairs spread over the clip, at full size."""
+        import cv2
+
+        from dav_builder.capture.imageio import decode_rgb
+
+        assert clip.depth is not None
+        T = clip.num_frames
+        cur = sorted({int(round(x)) for x in np.linspace(1, T - 1, min(n_pairs, T - 1))})
+        grey = {i: cv2.cvtColor(decode_rgb(clip.rgb[i], f"{clip.clip_id}#{i}"), cv2.COLOR_RGB2GRAY).astype(np.float32)
+                for i in sorted(set(cur) | {i - 1 for i in cur})}
+        return checks.depth_lag(np.stack([grey[i - 1] for i in cur]), np.stack([grey[i] for i in cur]),
+                                np.stack([clip.depth[i] for i in cur]))
 
     @staticmethod
     def _depth_area(clip: Clip, positions: list[int], size: tuple[int, int]) -> np.ndarray:
