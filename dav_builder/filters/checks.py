@@ -1,9 +1,10 @@
 """Model-free checks: what real captures get wrong, found without any weights.
 
-Each function takes grey frames (uint8 or float, 0..255) and planar depth at the same reduced
-size, and returns a score where 0 means clean and larger means worse; the stage compares it with
-a threshold.  Scores are the *maximum* over the clip's frames or frame pairs, because a defect
-may touch only part of a clip, and a clip with any defective frame is a defective clip.
+Each function takes grey frames (uint8 or float, 0..255) and planar depth at the same size, and
+returns a score where 0 means clean and larger means worse; the stage compares it with a
+threshold.  Each docstring says how frames are combined: the maximum where one bad frame or
+window is evidence enough (frozen depth, overlays), the median where a single frame's fit is
+noisy (edge misalignment, lag).
 
 All of them rest on one observation: object boundaries are depth discontinuities, and in a
 correct capture every depth discontinuity lies on a colour edge of the same frame.

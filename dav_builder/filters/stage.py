@@ -199,17 +199,14 @@ class ScoringStage:
                 start = k
         return worst
 
-    @staticmethod
-    def _lag_full_res(clip: Clip, n_pairs: int) -> float:
+    def _lag_full_res(self, clip: Clip, n_pairs: int) -> float:
         """:func:`checks.depth_lag` on ``n_pairs`` (t-1, t) pairs spread over the clip, at full size."""
         import cv2
-
-        from dav_builder.capture.imageio import decode_rgb
 
         assert clip.depth is not None
         T = clip.num_frames
         cur = sorted({int(round(x)) for x in np.linspace(1, T - 1, min(n_pairs, T - 1))})
-        grey = {i: cv2.cvtColor(decode_rgb(clip.rgb[i], f"{clip.clip_id}#{i}"), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        grey = {i: cv2.cvtColor(self._decode_full(clip, i), cv2.COLOR_RGB2GRAY).astype(np.float32)
                 for i in sorted(set(cur) | {i - 1 for i in cur})}
         return checks.depth_lag(np.stack([grey[i - 1] for i in cur]), np.stack([grey[i] for i in cur]),
                                 np.stack([clip.depth[i] for i in cur]))

@@ -27,7 +27,7 @@ import torch
 from dav_builder.model.normalize import normalize_depth
 from dav_builder.model.sampler import Batch, BucketBatchPlan, ClipRef
 from dav_builder.shards.manifest import read_manifest
-from dav_builder.shards.tario import npy_to_depth
+from dav_builder.shards.tario import npy_to_depth, split_member_name
 
 
 class DatasetError(ValueError):
@@ -74,16 +74,22 @@ class Member:
 
 
 class ShardIndex:
-    """Member offsets of one tar, read from its headers (no data is read)."""
+    """Member offsets of one tar, read from its headers (no data is read), and each clip's frame
+    members by (key, ``rgb`` or ``depth``, frame number)."""
 
     def __init__(self, path: Path):
         self.path = path
         self.members: dict[str, Member] = {}
+        self.frames: dict[tuple[str, str, int], str] = {}
         try:
             with tarfile.open(path, "r:") as tar:
                 for info in tar:
                     if info.isfile():
                         self.members[info.name] = Member(info.offset_data, info.size)
+                        key, rest = split_member_name(info.name)
+                        parts = rest.split(".")
+                        if len(parts) == 3 and parts[0] in ("rgb", "depth") and parts[1].isdigit():
+                            self.frames[(key, parts[0], int(parts[1]))] = info.name
         except (tarfile.TarError, OSError) as exc:
             raise DatasetError(f"{path}: cannot index the shard: {exc}") from None
         self._fd: int | None = None
@@ -99,12 +105,12 @@ class ShardIndex:
             raise DatasetError(f"{self.path}: member {name!r} is truncated")
         return data
 
-    def find(self, key: str, kind: str, frame: int) -> str:
-        tag = f"{key}.{kind}.{frame:04d}."
-        for name in self.members:  # a dict scan per miss; cached below
-            if name.startswith(tag):
-                return name
-        raise DatasetError(f"{self.path}: clip {key} has no {kind} frame {frame}")
+    def frame(self, key: str, kind: str, frame: int) -> bytes:
+        """The bytes of clip ``key``'s ``kind`` member for ``frame``."""
+        name = self.frames.get((key, kind, frame))
+        if name is None:
+            raise DatasetError(f"{self.path}: clip {key} has no {kind} frame {frame}")
+        return self.read(name)
 
     def __getstate__(self):  # indexes travel to workers without their file descriptor
         state = dict(self.__dict__)
@@ -129,7 +135,6 @@ class ClipReader:
     def __init__(self, dataset: Path):
         self.dataset = Path(dataset)
         self._index: dict[str, ShardIndex] = {}
-        self._names: dict[tuple[str, str, int], str] = {}
 
     def shard(self, rel: str) -> ShardIndex:
         if rel not in self._index:
@@ -139,16 +144,6 @@ class ClipReader:
     def meta(self, ref: ClipRef) -> dict:
         return json.loads(self.shard(ref.shard).read(f"{ref.clip_id}.json"))
 
-    def _name(self, shard: ShardIndex, key: str, kind: str, frame: int) -> str:
-        k = (key, kind, frame)
-        if k not in self._names:
-            if kind == "depth":
-                name = f"{key}.depth.{frame:04d}.npy"
-                self._names[k] = name if name in shard.members else shard.find(key, kind, frame)
-            else:
-                self._names[k] = shard.find(key, kind, frame)
-        return self._names[k]
-
     def read(self, ref: ClipRef, frames: list[int]) -> ClipFrames:
         import cv2
 
@@ -156,12 +151,12 @@ class ClipReader:
         meta = self.meta(ref)
         rgb, depth = [], []
         for f in frames:
-            data = shard.read(self._name(shard, ref.clip_id, "rgb", f))
+            data = shard.frame(ref.clip_id, "rgb", f)
             bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise DatasetError(f"{shard.path}: clip {ref.clip_id} frame {f}: RGB cannot be decoded")
             rgb.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            depth.append(npy_to_depth(shard.read(self._name(shard, ref.clip_id, "depth", f))).astype(np.float32))
+            depth.append(npy_to_depth(shard.frame(ref.clip_id, "depth", f)).astype(np.float32))
         idx = meta.get("frame_indices") or list(range(ref.num_frames))
         return ClipFrames(np.stack(rgb), np.stack(depth), [int(idx[f]) for f in frames], meta)
 

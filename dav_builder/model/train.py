@@ -187,7 +187,7 @@ def train(dataset: Path, run: Path, cfg: RunConfig, resume: bool = False, progre
     torch.manual_seed(tc.seed)
     model = build_model(cfg).to(device)
     if state is not None:
-        missing = set(_trainable_state(model)) - set(state["unet"])
+        missing = {n for n, p in model.unet.named_parameters() if p.requires_grad} - set(state["unet"])
         if missing:
             raise TrainError(f"{ckpt}: checkpoint does not match the model (missing {sorted(missing)[:3]}...)")
         model.unet.load_state_dict(state["unet"], strict=False)

@@ -112,7 +112,8 @@ class ClipSample:
         return out
 
 
-def _split_name(name: str) -> tuple[str, str]:
+def split_member_name(name: str) -> tuple[str, str]:
+    """``(key, rest)`` of a member name: ``abc.rgb.0003.png`` -> ``("abc", "rgb.0003.png")``."""
     base = name.rsplit("/", 1)[-1]
     key, _, rest = base.partition(".")
     return key, rest
@@ -137,7 +138,7 @@ def iter_tar_samples(source: str | Path | BinaryIO) -> Iterator[ClipSample]:
         for info in tar:
             if not info.isfile():
                 continue
-            key, rest = _split_name(info.name)
+            key, rest = split_member_name(info.name)
             fh = tar.extractfile(info)
             data = fh.read() if fh is not None else b""
             if current is None or current["key"] != key:
