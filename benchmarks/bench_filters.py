@@ -4,10 +4,10 @@ Renders captures with planted defects (ground truth in defects.json), cuts 16-fr
 shots (from segments.json), labels a clip defective when it overlaps a defect span, scores every
 clip with the checks, then reports per check the recall of clips with that defect and the share
 of clean clips it drops.  Thresholds are chosen on one seed (``--tune-seed``) and reported on
-another (``--seed``).  ``wrong_nearfar`` (a capture-wide metadata error) changes the metres but
+others (``--seeds``, each seed and pooled).  ``wrong_nearfar`` (a capture-wide metadata error) changes the metres but
 not the image structure, so no model-free check can see it; it is reported as not covered.
 
-    .venv/bin/python benchmarks/bench_filters.py --captures 12 --frames 128
+    .venv/bin/python benchmarks/bench_filters.py --captures 10 --frames 128 --seeds 101,102,103
 """
 
 from __future__ import annotations
@@ -98,33 +98,35 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--captures", type=int, default=12)
     ap.add_argument("--frames", type=int, default=128)
-    ap.add_argument("--seed", type=int, default=101)
+    ap.add_argument("--seeds", default="101", help="comma-separated seeds to report on (pooled too)")
     ap.add_argument("--tune-seed", type=int, default=100)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dav-bench-filters")
     args = ap.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",") if x]
     t0 = time.perf_counter()
     tune_rows = score_set(args.tune_seed, args.captures, args.frames, args.work)
-    test_rows = score_set(args.seed, args.captures, args.frames, args.work)
+    per_seed = {seed: score_set(seed, args.captures, args.frames, args.work) for seed in seeds}
     print(f"machine: {platform.machine()}, python {platform.python_version()}; {time.perf_counter() - t0:.0f} s")
-    print(f"clips: tune {len(tune_rows)}, test {len(test_rows)} "
-          f"(test: {sum(1 for _, l in test_rows if not l)} clean)")
-    chosen = {}
-    print(f"{'defect':14s} {'check':18s} {'threshold':>9s} {'recall':>7s} {'clean dropped':>13s} {'n':>4s}")
-    for defect, check in DEFECT_CHECK.items():
-        t = tune(tune_rows, check, defect)
-        chosen[check] = t
-        r, f = rates(test_rows, check, t, defect)
-        n = sum(1 for _, lab in test_rows if defect in lab)
-        print(f"{defect:14s} {check:18s} {t:9.4f} {r:7.1%} {f:13.1%} {n:4d}")
-    # all checks together with the chosen thresholds
-    flagged = [(any(s[c] > chosen[c] for c in CHECKS), lab) for s, lab in test_rows]
-    bad = [f for f, lab in flagged if lab]
-    clean = [f for f, lab in flagged if not lab]
-    print(f"all checks: {np.mean(bad):.1%} of {len(bad)} defective clips caught, "
-          f"{np.mean(clean):.1%} of {len(clean)} clean clips dropped")
-    heavy = [f for f, lab in flagged if lab and max(lab.values()) >= MIN_AFFECTED]
-    print(f"  of which clips with at least {MIN_AFFECTED} of {CLIP_LEN} frames affected: {np.mean(heavy):.1%} of "
-          f"{len(heavy)} caught (the others touch a defect for 1 to {MIN_AFFECTED - 1} frames)")
+    chosen = {check: tune(tune_rows, check, defect) for defect, check in DEFECT_CHECK.items()}
+    groups = [(str(seed), rows) for seed, rows in per_seed.items()]
+    if len(seeds) > 1:
+        groups.append(("pooled", [r for rows in per_seed.values() for r in rows]))
+    for name, test_rows in groups:
+        print(f"\n== seed {name}: {len(test_rows)} clips, {sum(1 for _, l in test_rows if not l)} clean")
+        print(f"{'defect':14s} {'check':18s} {'threshold':>9s} {'recall':>7s} {'clean dropped':>13s} {'n':>4s}")
+        for defect, check in DEFECT_CHECK.items():
+            r, f = rates(test_rows, check, chosen[check], defect)
+            n = sum(1 for _, lab in test_rows if defect in lab)
+            print(f"{defect:14s} {check:18s} {chosen[check]:9.4g} {r:7.1%} {f:13.1%} {n:4d}")
+        # all checks together with the chosen thresholds
+        flagged = [(any(s[c] > chosen[c] for c in CHECKS), lab) for s, lab in test_rows]
+        bad = [f for f, lab in flagged if lab]
+        clean = [f for f, lab in flagged if not lab]
+        print(f"all checks: {np.mean(bad):.1%} ({sum(bad)} of {len(bad)}) defective clips caught, "
+              f"{np.mean(clean):.1%} ({sum(clean)} of {len(clean)}) clean clips dropped")
+        heavy = [f for f, lab in flagged if lab and max(lab.values()) >= MIN_AFFECTED]
+        print(f"  of which clips with at least {MIN_AFFECTED} of {CLIP_LEN} frames affected: {np.mean(heavy):.1%} of "
+              f"{len(heavy)} caught (the others touch a defect for 1 to {MIN_AFFECTED - 1} frames)")
     print("thresholds: " + json.dumps(chosen))
 
 

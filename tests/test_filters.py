@@ -96,6 +96,33 @@ def test_static_overlay_sees_a_hud_over_a_moving_scene():
     assert checks.static_overlay(hud, d2, None, None) > ScoringConfig().static_overlay.threshold
 
 
+def test_the_sky_outline_is_marked_on_both_sides():
+    d = np.full((40, 40), 5.0, np.float32)
+    d[:20] = 0.0  # no depth above row 20 (sky)
+    e = checks.occlusion_edges(d, border=0)
+    assert e[19].all() and e[20].all() and not e[:19].any() and not e[21:].any()
+
+
+def test_predicted_motion_is_sub_pixel():
+    from dav_builder.model.metrics import project, reproject
+
+    d = np.full((20, 30), 10.0)
+    K = np.array([[100.0, 0, 15], [0, 100.0, 10], [0, 0, 1]])
+    b = np.eye(4)
+    b[0, 3] = 0.13  # 0.13 m sideways at 10 m and fx = 100: 1.3 px
+    np.testing.assert_allclose(checks.predicted_motion(d, K, K, np.eye(4), b), 1.3, rtol=1e-9)
+    np.testing.assert_allclose(project(d, K, K, np.eye(4), b)[0] - np.arange(30), -1.3, rtol=1e-9)
+    np.testing.assert_array_equal(reproject(d, K, K, np.eye(4), b)[0] - np.arange(30), -1.0)
+
+
+def test_an_overlay_corner_counts_only_where_its_whole_neighbourhood_moves():
+    motion = np.full((10, 10), 5.0)
+    motion[:, 5:] = 0.5  # the right half barely moves (e.g. the far side of a silhouette)
+    motion[0, 0] = np.nan  # no depth: not moving
+    sure = checks.surely_moving(motion, 1.5)
+    assert sure[2:, :4].all() and sure[0, 2:4].all() and not sure[:, 4:].any() and not sure[:2, :2].any()
+
+
 # -- the decision and the depth score ---------------------------------------------------------
 
 
@@ -322,16 +349,23 @@ def test_sweep_with_only_the_depth_score_lets_it_decide_alone(tmp_path):
     assert table == {0.25: pytest.approx(3 / 5), 0.45: pytest.approx(1 / 5)}  # as the build's decide() would
 
 
-def test_the_stage_scores_lag_on_full_resolution_pairs():
+def test_the_stage_scores_lag_and_alignment_on_full_resolution_pairs():
     from dav_builder.clip import Clip
     from dav_builder.filters.stage import ScoringStage
 
-    def clip(lag: bool) -> Clip:
-        g, d = frames(8, lag=lag)
+    def clip(lag: bool = False, shift: int = 0) -> Clip:
+        g, d = frames(8, lag=lag, shift=shift)
         rgb = [cv2.imencode(".png", np.repeat(x[..., None], 3, 2).clip(0, 255).astype(np.uint8))[1].tobytes() for x in g]
         return Clip(clip_id="c", capture="cap", frame_indices=list(range(8)), fps=30.0, height=96, width=128, rgb=rgb,
                     depth=d.astype(np.float32), K=np.stack([np.eye(3)] * 8))
 
-    stage = ScoringStage(ScoringConfig())
-    clean, lagged = stage._checks(clip(False))["depth_lag"], stage._checks(clip(True))["depth_lag"]
-    assert clean <= ScoringConfig().depth_lag.threshold < lagged
+    cfg = ScoringConfig()
+    stage = ScoringStage(cfg)
+    clean = stage._checks(clip())
+    assert clean["depth_lag"] <= cfg.depth_lag.threshold < stage._checks(clip(lag=True))["depth_lag"]
+    assert clean["edge_misalignment"] <= cfg.edge_misalignment.threshold
+    assert stage._checks(clip(shift=3))["edge_misalignment"] > cfg.edge_misalignment.threshold
+    # frames larger than pair_side are looked at reduced, with the same verdicts
+    half = ScoringStage(ScoringConfig(pair_side=64))
+    assert half._checks(clip())["edge_misalignment"] <= cfg.edge_misalignment.threshold
+    assert half._checks(clip(shift=6))["edge_misalignment"] > cfg.edge_misalignment.threshold

@@ -45,7 +45,7 @@ CHAMFER_CAP = 4.0
 def occlusion_edges(depth: np.ndarray, border: int = MAX_SHIFT) -> np.ndarray:
     """Pixels on either side of a depth *discontinuity* (a relative jump above
     :data:`OCCLUSION_JUMP` that is also :data:`SLOPE_RATIO` times larger than its neighbours'
-    steps), and valid pixels next to pixels without depth (the sky's outline)."""
+    steps), and on either side of the outline of pixels without depth (the sky's)."""
     valid = depth > 0
     logd = np.log(np.where(valid, depth, 1.0))
     out = np.zeros(depth.shape, bool)
@@ -65,16 +65,22 @@ def occlusion_edges(depth: np.ndarray, border: int = MAX_SHIFT) -> np.ndarray:
         else:
             out[1:, :] |= e
             out[:-1, :] |= e
-    # where depth ends (sky, nothing drawn) is a boundary too: mark its valid side
+    # where depth ends (sky, nothing drawn) is a boundary too: mark both sides of it, as for a
+    # discontinuity, so that a colour edge found on either side of the outline lies on it
     hole = ~valid
-    near_hole = np.zeros_like(hole)
-    near_hole[1:] |= hole[:-1]
-    near_hole[:-1] |= hole[1:]
-    near_hole[:, 1:] |= hole[:, :-1]
-    near_hole[:, :-1] |= hole[:, 1:]
-    out |= valid & near_hole
+    out |= (valid & _touches(hole)) | (hole & _touches(valid))
     if border:
         out[:border], out[-border:], out[:, :border], out[:, -border:] = False, False, False, False
+    return out
+
+
+def _touches(mask: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour in ``mask``."""
+    out = np.zeros_like(mask)
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
     return out
 
 
@@ -171,17 +177,18 @@ def frozen_depth(
 CORNER_MIN = 200.0
 OVERLAY_WINDOW = 4
 OVERLAY_STILL = 2.0
-OVERLAY_MOTION_PX = 2.0
+OVERLAY_MOTION_PX = 1.5
 
 
 def predicted_motion(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray,
                      pose_b: np.ndarray) -> np.ndarray:
-    """Pixels (h, w) each scene point of frame a moves by in frame b, from depth, intrinsics and
-    camera poses (a static scene); NaN where there is no depth or the point goes behind the camera."""
-    from dav_builder.model.metrics import reproject
+    """Pixels (h, w, sub-pixel) each scene point of frame a moves by in frame b, from depth,
+    intrinsics and camera poses (a static scene); NaN where there is no depth or the point goes
+    behind the camera."""
+    from dav_builder.model.metrics import project
 
     h, w = depth.shape
-    u, v, z = reproject(depth.astype(np.float64), K_a, K_b, pose_a, pose_b)
+    u, v, z = project(depth.astype(np.float64), K_a, K_b, pose_a, pose_b)
     ys, xs = np.mgrid[0:h, 0:w]
     with np.errstate(invalid="ignore"):
         motion = np.hypot(u - xs, v - ys)
@@ -189,12 +196,23 @@ def predicted_motion(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a
     return motion
 
 
+def surely_moving(motion: np.ndarray, min_px: float = OVERLAY_MOTION_PX) -> np.ndarray:
+    """Pixels whose whole 3x3 neighbourhood is predicted to move by more than ``min_px``.
+
+    The neighbourhood matters: at a silhouette the depth sample can belong to the other side of
+    the boundary than the colour corner, and would predict motion for a corner that does not move.
+    """
+    m = np.nan_to_num(motion, nan=0.0).astype(np.float32)
+    return cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > min_px
+
+
 def static_overlay(grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None, cam_to_world: np.ndarray | None) -> float:
     """Max over windows of consecutive frames of the share of the image made of colour *corners*
     that stay put while the scene under them moves (a HUD, subtitles, a watermark).
 
-    The scene's motion is predicted from depth, intrinsics (at this size) and camera poses, so a
-    slow or still camera is not mistaken for an overlay; corners rather than edges because an
+    The scene's motion is predicted (sub-pixel) from depth, intrinsics (at this size) and camera
+    poses, and must exceed :data:`OVERLAY_MOTION_PX` over the whole 3x3 neighbourhood, so a slow
+    or still camera is not mistaken for an overlay; corners rather than edges because an
     edge sliding along itself looks still (the aperture problem).  Without poses, pixels whose
     depth changes by more than 1 % count as moving.
     """
@@ -207,7 +225,7 @@ def static_overlay(grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None, ca
     for a in range(0, T - W + 1):
         b = a + W - 1
         if cam_to_world is not None and K is not None:
-            moving = predicted_motion(depth[a], K[a], K[b], cam_to_world[a], cam_to_world[b]) > OVERLAY_MOTION_PX
+            moving = surely_moving(predicted_motion(depth[a], K[a], K[b], cam_to_world[a], cam_to_world[b]))
         else:
             d = depth[a : b + 1]
             valid = (d > 0).all(0)

@@ -50,7 +50,7 @@ class CheckConfig:
 
 
 def _edge_default() -> CheckConfig:
-    return CheckConfig(True, 0.30)
+    return CheckConfig(True, 0.0328)
 
 
 def _lag_default() -> CheckConfig:
@@ -62,7 +62,7 @@ def _frozen_default() -> CheckConfig:
 
 
 def _overlay_default() -> CheckConfig:
-    return CheckConfig(True, 0.00043)
+    return CheckConfig(True, 0.00087)
 
 
 @dataclass
@@ -74,9 +74,13 @@ class ScoringConfig:
     check_frames: int = 32
     """Consecutive frame pairs, spread over the clip, that the model-free checks look at."""
     lag_pairs: int = 4
-    """Frame pairs, spread over the clip, that ``depth_lag`` compares at full resolution (each
-    decodes two RGB frames again: a lag moves edges by under a pixel at the reduced size);
-    0 = use the splitter's reduced frames (no extra decoding, much weaker)."""
+    """Frame pairs (t-1, t), spread over the clip, decoded again at up to ``pair_side`` for
+    ``depth_lag`` (both frames) and ``edge_misalignment`` (frame t): a lag or a misaligned camera
+    moves edges by a pixel or two, which the reduced frames blur away; 0 = use the splitter's
+    reduced frames (no extra decoding, much weaker)."""
+    pair_side: int = 256
+    """Longer side, in pixels, of the frames decoded for ``lag_pairs`` (smaller frames are used as
+    they are); keeps the checks' pixel scales the same whatever the capture's resolution."""
     check_side: int = 128
     """Longer side, in pixels, at which the model-free checks look at frames when the clip carries no
     reduced RGB from the splitter (which is reused as it is, without a second decode)."""

@@ -21,8 +21,11 @@ check drops a clip whose score exceeds its threshold.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from dav_builder.capture.imageio import decode_rgb_small
 from dav_builder.clip import Clip
 from dav_builder.filters import align, checks
 from dav_builder.filters.config import ScoringConfig
@@ -34,6 +37,17 @@ from dav_builder.filters.models import (
     colorize,
     load_depth_model,
 )
+
+@dataclass
+class _PairFrames:
+    """Grey frames t-1 and t (float32, n x h x w) and depth t at the same size, area-averaged
+    (smooth boundaries for gradient tests) and nearest-sampled (sharp ones for edge tests)."""
+
+    grey_prev: np.ndarray
+    grey: np.ndarray
+    depth_area: np.ndarray
+    depth_nearest: np.ndarray
+
 
 CHECKS = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay")
 SCORE_NAMES = ("depth_score", "semantic_score") + CHECKS
@@ -138,7 +152,6 @@ class ScoringStage:
         """
         import cv2
 
-        from dav_builder.capture.imageio import decode_rgb_small
 
         if clip.rgb_small is not None and len(clip.rgb_small) == clip.num_frames:
             rgb = clip.rgb_small[positions]
@@ -164,13 +177,18 @@ class ScoringStage:
         c, p = [at[i] for i in cur], [at[i] for i in prev]
         pairs = T > 1
         out: dict[str, float | None] = {}
+        paired = cfg.lag_pairs > 0 and (cfg.edge_misalignment.enabled or (cfg.depth_lag.enabled and pairs))
+        fine = self._pair_frames(clip, cfg.lag_pairs) if paired else None
         if cfg.edge_misalignment.enabled:
-            out["edge_misalignment"] = checks.edge_misalignment(grey[c], depth[c])
+            if fine is not None:
+                out["edge_misalignment"] = checks.edge_misalignment(fine.grey, fine.depth_nearest)
+            else:
+                out["edge_misalignment"] = checks.edge_misalignment(grey[c], depth[c])
         if cfg.depth_lag.enabled:
             if not pairs:
                 out["depth_lag"] = 0.0
-            elif cfg.lag_pairs > 0:
-                out["depth_lag"] = self._lag_full_res(clip, cfg.lag_pairs)
+            elif fine is not None:
+                out["depth_lag"] = checks.depth_lag(fine.grey_prev, fine.grey, fine.depth_area)
             else:
                 out["depth_lag"] = checks.depth_lag(grey[p], grey[c], self._depth_area(clip, cur, grey.shape[1:]))
         if cfg.frozen_depth.enabled:
@@ -199,17 +217,27 @@ class ScoringStage:
                 start = k
         return worst
 
-    def _lag_full_res(self, clip: Clip, n_pairs: int) -> float:
-        """:func:`checks.depth_lag` on ``n_pairs`` (t-1, t) pairs spread over the clip, at full size."""
+    def _pair_frames(self, clip: Clip, n_pairs: int) -> "_PairFrames":
+        """``n_pairs`` (t-1, t) frame pairs spread over the clip, decoded again at up to
+        ``pair_side`` (a lag or a misaligned camera moves edges by a pixel or two, which the
+        splitter's reduced frames blur away).  A one-frame clip gives its frame without a pair."""
         import cv2
 
         assert clip.depth is not None
         T = clip.num_frames
-        cur = sorted({int(round(x)) for x in np.linspace(1, T - 1, min(n_pairs, T - 1))})
-        grey = {i: cv2.cvtColor(self._decode_full(clip, i), cv2.COLOR_RGB2GRAY).astype(np.float32)
-                for i in sorted(set(cur) | {i - 1 for i in cur})}
-        return checks.depth_lag(np.stack([grey[i - 1] for i in cur]), np.stack([grey[i] for i in cur]),
-                                np.stack([clip.depth[i] for i in cur]))
+        cur = sorted({int(round(x)) for x in np.linspace(1, T - 1, min(n_pairs, T - 1))}) if T > 1 else [0]
+        grey = {}
+        for i in sorted(set(cur) | {max(0, i - 1) for i in cur}):
+            rgb = decode_rgb_small(clip.rgb[i], f"{clip.clip_id}#{i}", self.cfg.pair_side)
+            grey[i] = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        h, w = grey[cur[0]].shape
+        same = (h, w) == clip.depth.shape[1:]
+        area = [clip.depth[i] if same else cv2.resize(clip.depth[i], (w, h), interpolation=cv2.INTER_AREA)
+                for i in cur]
+        nearest = [clip.depth[i] if same else cv2.resize(clip.depth[i], (w, h), interpolation=cv2.INTER_NEAREST)
+                   for i in cur]
+        return _PairFrames(np.stack([grey[max(0, i - 1)] for i in cur]), np.stack([grey[i] for i in cur]),
+                           np.stack(area), np.stack(nearest))
 
     @staticmethod
     def _depth_area(clip: Clip, positions: list[int], size: tuple[int, int]) -> np.ndarray:

@@ -67,12 +67,12 @@ def delta1(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
     return float(np.mean(ratio < 1.25))
 
 
-def reproject(depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray, src_to_world: np.ndarray,
-              dst_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def project(depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray, src_to_world: np.ndarray,
+            dst_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project every pixel of ``depth`` (H, W) into the other camera.
 
-    Returns (u, v) integer pixel coordinates in the destination (rounded) and the depth the point
-    has there; pixels landing behind the camera get depth <= 0.
+    Returns sub-pixel (u, v) coordinates in the destination and the depth the point has there;
+    pixels landing behind the camera get depth <= 0 (and u, v may be inf or NaN).
     """
     h, w = depth.shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -84,9 +84,16 @@ def reproject(depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray, src_to_wo
     z = dst[2]
     proj = K_dst @ dst
     with np.errstate(divide="ignore", invalid="ignore"):
-        u = np.round(proj[0] / z)
-        v = np.round(proj[1] / z)
+        u = proj[0] / z
+        v = proj[1] / z
     return u.reshape(h, w), v.reshape(h, w), z.reshape(h, w)
+
+
+def reproject(depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray, src_to_world: np.ndarray,
+              dst_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`project`, with (u, v) rounded to the nearest destination pixel."""
+    u, v, z = project(depth, K_src, K_dst, src_to_world, dst_to_world)
+    return np.round(u), np.round(v), z
 
 
 def _one_way(src: np.ndarray, dst: np.ndarray, src_valid: np.ndarray, dst_valid: np.ndarray, K_src, K_dst,
