@@ -76,6 +76,11 @@ class FrameData:
     """The RGB image reduced so that its longer side is at most ``small_side`` (uint8 HxWx3, RGB order)."""
     depth: np.ndarray
     """Planar metres, float32 HxW at full resolution, 0 where invalid."""
+    grey_fine: np.ndarray | None = None
+    """The grey image reduced to at most ``fine_side`` (uint8), when asked for: the clip checks
+    that need more detail than ``rgb_small`` use it instead of decoding the frame again."""
+    depth_npy: bytes | None = None
+    """``depth`` encoded as a shard member, when the reader's caller encoded it ahead."""
 
 
 class Capture(abc.ABC):
@@ -130,14 +135,16 @@ class Capture(abc.ABC):
         data, _ = self.read_rgb_bytes(frame)
         return decode_rgb(data, frame.rgb, expect_size=(self.height, self.width))
 
-    def read_frame(self, frame: FrameInfo, small_side: int = 128) -> FrameData:
-        """Read everything the builder needs from one frame, decoding the RGB once, reduced."""
-        from dav_builder.capture.imageio import decode_rgb_small
+    def read_frame(self, frame: FrameInfo, small_side: int = 128, fine_side: int = 0) -> FrameData:
+        """Read everything the builder needs from one frame, decoding the RGB once, reduced
+        (``fine_side`` > 0 also keeps a grey image of up to that size)."""
+        from dav_builder.capture.imageio import decode_levels
 
         data, ext = self.read_rgb_bytes(frame)
-        small = decode_rgb_small(data, frame.rgb, small_side, expect_size=(self.height, self.width))
+        small, fine = decode_levels(data, frame.rgb, small_side, fine_side, expect_size=(self.height, self.width))
+        assert small is not None
         depth = self.read_depth(frame)
-        return FrameData(info=frame, rgb_bytes=data, rgb_ext=ext, rgb_small=small, depth=depth)
+        return FrameData(info=frame, rgb_bytes=data, rgb_ext=ext, rgb_small=small, depth=depth, grey_fine=fine)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, {self.width}x{self.height} @ {self.fps} fps)"

@@ -129,30 +129,63 @@ def decode_rgb(data: bytes, path: str | Path, expect_size=None, max_pixels: int 
     return cv2.cvtColor(_imdecode(data, path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def decode_rgb_small(
-    data: bytes, path: str | Path, small_side: int, expect_size=None, max_pixels: int = MAX_PIXELS
-) -> np.ndarray:
-    """Decode reduced so that the longer side is at most ``small_side`` (uint8 RGB).
+def _reduce(img: np.ndarray, side: int) -> np.ndarray:
+    """Area-average ``img`` so that its longer side is at most ``side`` (unchanged when it is)."""
+    long_side = max(img.shape[:2])
+    if long_side <= side:
+        return img
+    scale = side / long_side
+    size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
-    JPEGs decode at 1/2, 1/4 or 1/8 scale directly (libjpeg's DCT scaling, several times faster
-    than a full decode); PNGs must be decoded whole, then are area-averaged down.
+
+def _halve_towards(img: np.ndarray, side: int) -> np.ndarray:
+    """Halve ``img`` (2x2 area averages) while its longer side stays at least ``side``.
+
+    Area averaging by an exact factor of two is several times faster than by an arbitrary
+    factor, so the final :func:`_reduce` then works on a much smaller image.
+    """
+    while max(img.shape[:2]) // 2 >= side and min(img.shape[:2]) >= 2:
+        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def decode_levels(
+    data: bytes, path: str | Path, small_side: int, fine_side: int = 0, expect_size=None,
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Decode once; return the RGB reduced so that its longer side is at most ``small_side``
+    (uint8, RGB order) and the grey image reduced to at most ``fine_side`` (uint8); either is
+    None when its side is 0.
+
+    JPEGs decode at 1/2, 1/4 or 1/8 scale directly when that is still large enough (libjpeg's
+    DCT scaling, several times faster than a full decode); PNGs must be decoded whole, then are
+    area-averaged down.
     """
     w, h, ext = image_size(data, path)
     check_image(data, path, expect_size, max_pixels)
+    need = max(small_side, fine_side)
     flags = cv2.IMREAD_COLOR
     if ext == "jpg":
         for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                              (2, cv2.IMREAD_REDUCED_COLOR_2)):
-            if max(w, h) // factor >= small_side:
+            if max(w, h) // factor >= need:
                 flags = flag
                 break
-    img = _imdecode(data, path, flags)
-    long_side = max(img.shape[:2])
-    if long_side > small_side:
-        scale = small_side / long_side
-        size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    img = _halve_towards(_imdecode(data, path, flags), need)
+    small = cv2.cvtColor(_reduce(img, small_side), cv2.COLOR_BGR2RGB) if small_side > 0 else None
+    fine = _reduce(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), fine_side) if fine_side > 0 else None
+    return small, fine
+
+
+def decode_rgb_small(
+    data: bytes, path: str | Path, small_side: int, expect_size=None, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Decode reduced so that the longer side is at most ``small_side`` (uint8 RGB); see
+    :func:`decode_levels`."""
+    small, _ = decode_levels(data, path, small_side, 0, expect_size, max_pixels)
+    assert small is not None
+    return small
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dav_builder.capture.imageio import decode_rgb_small
+from dav_builder.capture.imageio import decode_levels, decode_rgb_small
 from dav_builder.clip import Clip
 from dav_builder.filters import align, checks
 from dav_builder.filters.config import ScoringConfig
@@ -226,10 +226,14 @@ class ScoringStage:
         assert clip.depth is not None
         T = clip.num_frames
         cur = sorted({int(round(x)) for x in np.linspace(1, T - 1, min(n_pairs, T - 1))}) if T > 1 else [0]
+        kept = clip.grey_fine is not None and len(clip.grey_fine) == T
         grey = {}
         for i in sorted(set(cur) | {max(0, i - 1) for i in cur}):
-            rgb = decode_rgb_small(clip.rgb[i], f"{clip.clip_id}#{i}", self.cfg.pair_side)
-            grey[i] = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            if kept:  # kept from reading: no second decode
+                g = clip.grey_fine[i]  # type: ignore[index]
+            else:
+                _, g = decode_levels(clip.rgb[i], f"{clip.clip_id}#{i}", 0, self.cfg.pair_side)
+            grey[i] = np.asarray(g, np.float32)
         h, w = grey[cur[0]].shape
         same = (h, w) == clip.depth.shape[1:]
         area = [clip.depth[i] if same else cv2.resize(clip.depth[i], (w, h), interpolation=cv2.INTER_AREA)

@@ -43,6 +43,11 @@ class Geometry:
         return self.x0 == 0 and self.y0 == 0 and self.crop_w == self.out_w and self.crop_h == self.out_h
 
 
+def bucket_may_resize(mode: str) -> bool:
+    """Whether ``mode`` can change a clip's pixels (so depth cannot be encoded before bucketing)."""
+    return mode != "native"
+
+
 def plan_geometry(height: int, width: int, mode: str, targets: list[tuple[int, int]]) -> Geometry:
     """Where a ``height`` x ``width`` frame is cropped and how it is scaled for ``mode``."""
     if mode not in MODES:
@@ -111,6 +116,7 @@ def apply_bucket(clip: Clip, mode: str, targets: list[tuple[int, int]]) -> Clip:
         clip.rgb = [transform_rgb(b, clip.rgb_ext, g) for b in clip.rgb]
         assert clip.depth is not None
         clip.depth = np.stack([transform_depth(d, g) for d in clip.depth])
+        clip.depth_npy = None  # encoded before the geometry changed
         if clip.K is not None:
             clip.K = transform_intrinsics(clip.K, g)
         clip.height, clip.width = g.out_h, g.out_w

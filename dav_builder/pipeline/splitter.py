@@ -28,7 +28,9 @@ import numpy as np
 from dav_builder.capture.base import Capture, FrameData, FrameError, FrameInfo
 from dav_builder.clip import Clip, make_clip_id
 from dav_builder.pipeline import spans
+from dav_builder.pipeline.buckets import bucket_may_resize
 from dav_builder.pipeline.config import BuildConfig, SplitConfig
+from dav_builder.shards.tario import depth_to_npy
 
 
 @dataclass
@@ -76,16 +78,32 @@ def read_threads(configured: int, cap: Capture) -> int:
     return max(1, min(4, cpus))
 
 
-def _read(cap: Capture, info: FrameInfo, small_side: int) -> FrameData | FrameError:
+@dataclass(frozen=True)
+class ReadPlan:
+    """What each frame's reading produces besides its bytes and planar depth."""
+
+    small_side: int = 128
+    """Longer side of the reduced RGB (scene detection, cheap checks)."""
+    fine_side: int = 0
+    """Longer side of the grey image kept for the finer checks (0: none)."""
+    encode_depth: bool = False
+    """Encode depth as its shard member in the reading thread (when nothing will resize it)."""
+
+
+def _read(cap: Capture, info: FrameInfo, plan: ReadPlan) -> FrameData | FrameError:
     try:
-        return cap.read_frame(info, small_side=small_side)
+        frame = cap.read_frame(info, small_side=plan.small_side, fine_side=plan.fine_side)
     except FrameError as exc:
         return exc
+    if plan.encode_depth:
+        frame.depth_npy = depth_to_npy(frame.depth)
+    return frame
 
 
-def read_ahead(cap: Capture, small_side: int, threads: int) -> Iterator[tuple[FrameInfo | FrameError, FrameData | FrameError | None]]:
+def read_ahead(cap: Capture, plan: ReadPlan, threads: int) -> Iterator[tuple[FrameInfo | FrameError, FrameData | FrameError | None]]:
     """``(frame info, decoded frame or its error)`` in capture order, decoded up to ``4 * threads``
-    frames ahead by a thread pool (memory stays bounded; one thread reads in line)."""
+    frames ahead by a thread pool (memory stays bounded; one thread reads in line).  Everything
+    per frame (decoding, depth conversion and encoding) happens in the pool, in parallel."""
     it = cap.frames()
 
     def next_info() -> FrameInfo | FrameError | None:
@@ -98,7 +116,7 @@ def read_ahead(cap: Capture, small_side: int, threads: int) -> Iterator[tuple[Fr
 
     if threads <= 1:
         while (info := next_info()) is not None:
-            yield info, (None if isinstance(info, FrameError) else _read(cap, info, small_side))
+            yield info, (None if isinstance(info, FrameError) else _read(cap, info, plan))
         return
     pending: deque = deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="dav-read") as pool:
@@ -109,11 +127,19 @@ def read_ahead(cap: Capture, small_side: int, threads: int) -> Iterator[tuple[Fr
                 if info is None:
                     done = True
                     break
-                pending.append((info, None if isinstance(info, FrameError) else pool.submit(_read, cap, info, small_side)))
+                pending.append((info, None if isinstance(info, FrameError) else pool.submit(_read, cap, info, plan)))
             if not pending:
                 return
             info, fut = pending.popleft()
             yield info, (None if fut is None else fut.result())
+
+
+def read_plan(cfg: BuildConfig) -> ReadPlan:
+    """What to make of each frame while reading it, from the build's configuration."""
+    sc = cfg.scoring
+    fine = sc.lag_pairs > 0 and (sc.edge_misalignment.enabled or sc.depth_lag.enabled)
+    return ReadPlan(small_side=cfg.split.small_side, fine_side=sc.pair_side if fine else 0,
+                    encode_depth=not bucket_may_resize(cfg.buckets.mode))
 
 
 class _Detector:
@@ -204,6 +230,8 @@ class CaptureSplitter:
             K=np.stack([np.asarray(f.info.K, dtype=np.float64) for f in frames]),
             cam_to_world=None if any(p is None for p in poses) else np.stack(poses).astype(np.float64),
             rgb_small=np.stack([f.rgb_small for f in frames]),
+            grey_fine=np.stack([f.grey_fine for f in frames]) if all(f.grey_fine is not None for f in frames) else None,
+            depth_npy=[f.depth_npy for f in frames] if all(f.depth_npy is not None for f in frames) else None,
         )
         self.seconds["assemble"] += time.perf_counter() - t0
         return clip
@@ -283,7 +311,7 @@ class CaptureSplitter:
         Work is timed per stage *before* anything is yielded, so the time a consumer spends on
         a clip (scoring, writing) is not counted here.
         """
-        frames = read_ahead(self.cap, self.split.small_side, read_threads(self.split.read_threads, self.cap))
+        frames = read_ahead(self.cap, read_plan(self.cfg), read_threads(self.split.read_threads, self.cap))
         while True:
             t0 = time.perf_counter()
             try:

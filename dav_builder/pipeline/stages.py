@@ -83,7 +83,7 @@ class ClipProcessor:
                     it.seconds["score"] = it.seconds.get("score", 0.0) + dt
                     t1 = time.perf_counter()
                     apply_bucket(it.clip, self.cfg.buckets.mode, sizes)
-                    it.clip.rgb_small = None  # only the scoring needs it; do not ship it to the writer
+                    it.clip.rgb_small = it.clip.grey_fine = None  # only the scoring needs them: not shipped to the writer
                     pack_depth(it.clip)  # encode depth here, in parallel workers, not in the writer
                     it.seconds["bucket"] = it.seconds.get("bucket", 0.0) + time.perf_counter() - t1
         return items

@@ -61,9 +61,11 @@ def clip_members(clip: Clip) -> list[tuple[str, bytes]]:
 
 
 def pack_depth(clip: Clip) -> None:
-    """Encode the clip's depth as its shard members now (see :attr:`Clip.depth_npy`) and drop the array."""
-    if clip.depth is not None and clip.depth_npy is None:
-        clip.depth_npy = [depth_to_npy(d) for d in clip.depth]
+    """Encode the clip's depth as its shard members now, unless the reading threads already did
+    (see :attr:`Clip.depth_npy`), and drop the array."""
+    if clip.depth is not None:
+        if clip.depth_npy is None:
+            clip.depth_npy = [depth_to_npy(d) for d in clip.depth]
         clip.depth = None
 
 
