@@ -177,3 +177,21 @@ def test_ray_executor_matches_local_and_ray_reads_the_shards(captures, tmp_path)
         assert {r["__key__"] for r in rows} == {r["clip_id"] for r in b if r["bucket"] == bucket and r["shard"]}
     finally:
         ray.shutdown()
+
+
+def test_frames_decoded_ahead_are_bounded_by_memory():
+    from dav_builder.pipeline.splitter import frames_ahead
+
+    assert frames_ahead(352, 640, 2, 256) == 32  # small frames: the per-thread cap
+    assert frames_ahead(2160, 3840, 2, 256) == 4  # 4K: 2 per thread, whatever the budget says
+    assert frames_ahead(1080, 1920, 2, 256) == 12  # about 256 MB at 10 bytes per pixel
+
+
+def test_depth_is_encoded_while_reading_only_when_buckets_keep_the_size():
+    from dav_builder.pipeline.config import load_config
+    from dav_builder.pipeline.splitter import read_plan
+
+    assert read_plan(load_config()).encode_depth
+    assert not read_plan(load_config(overrides={"buckets": {"mode": "resize", "sizes": [[64, 96]]}})).encode_depth
+    off = {"scoring": {"lag_pairs": 0}}
+    assert read_plan(load_config()).fine_side == 256 and read_plan(load_config(overrides=off)).fine_side == 0

@@ -50,6 +50,10 @@ class SplitConfig:
     read_threads: int = 0
     """Threads decoding frames ahead of the splitter (image decoding and depth conversion release
     the GIL); 0 = as many as the CPUs this process may use, at most 4; 1 = read in line."""
+    read_ahead_mb: int = 256
+    """Memory the frames decoded ahead may hold (about 10 bytes per pixel each): a deep queue keeps
+    the reading threads busy while the splitter scores a batch of clips; at least 2 and at most
+    16 frames per reading thread."""
     pose_jump_m: float = 2.0
     """A camera step longer than this (metres) *and* than ``pose_jump_factor`` x the recent typical step is a cut."""
     pose_jump_factor: float = 8.0

@@ -90,6 +90,12 @@ class ReadPlan:
     """Encode depth as its shard member in the reading thread (when nothing will resize it)."""
 
 
+
+
+
+
+
+
 def _read(cap: Capture, info: FrameInfo, plan: ReadPlan) -> FrameData | FrameError:
     try:
         frame = cap.read_frame(info, small_side=plan.small_side, fine_side=plan.fine_side)
@@ -100,10 +106,20 @@ def _read(cap: Capture, info: FrameInfo, plan: ReadPlan) -> FrameData | FrameErr
     return frame
 
 
-def read_ahead(cap: Capture, plan: ReadPlan, threads: int) -> Iterator[tuple[FrameInfo | FrameError, FrameData | FrameError | None]]:
-    """``(frame info, decoded frame or its error)`` in capture order, decoded up to ``4 * threads``
-    frames ahead by a thread pool (memory stays bounded; one thread reads in line).  Everything
-    per frame (decoding, depth conversion and encoding) happens in the pool, in parallel."""
+def frames_ahead(height: int, width: int, threads: int, budget_mb: int) -> int:
+    """How many frames to decode ahead: what ``budget_mb`` holds at about 10 bytes per pixel
+    (float32 depth, its float16 encoding, the image bytes), 2 to 16 per thread."""
+    per_frame = max(1, height * width) * 10
+    return int(np.clip((budget_mb << 20) // per_frame, 2 * threads, 16 * threads))
+
+
+def read_ahead(cap: Capture, plan: ReadPlan, threads: int, ahead: int | None = None
+               ) -> Iterator[tuple[FrameInfo | FrameError, FrameData | FrameError | None]]:
+    """``(frame info, decoded frame or its error)`` in capture order, decoded up to ``ahead``
+    frames ahead (default ``4 * threads``) by a thread pool (memory stays bounded; one thread
+    reads in line).  Everything per frame (decoding, depth conversion and encoding) happens in
+    the pool, in parallel."""
+    ahead = 4 * threads if ahead is None else max(1, ahead)
     it = cap.frames()
 
     def next_info() -> FrameInfo | FrameError | None:
@@ -122,7 +138,7 @@ def read_ahead(cap: Capture, plan: ReadPlan, threads: int) -> Iterator[tuple[Fra
     with ThreadPoolExecutor(threads, thread_name_prefix="dav-read") as pool:
         done = False
         while True:
-            while not done and len(pending) < 4 * threads:
+            while not done and len(pending) < ahead:
                 info = next_info()
                 if info is None:
                     done = True
@@ -311,7 +327,9 @@ class CaptureSplitter:
         Work is timed per stage *before* anything is yielded, so the time a consumer spends on
         a clip (scoring, writing) is not counted here.
         """
-        frames = read_ahead(self.cap, read_plan(self.cfg), read_threads(self.split.read_threads, self.cap))
+        threads = read_threads(self.split.read_threads, self.cap)
+        ahead = frames_ahead(int(self.cap.height or 0), int(self.cap.width or 0), threads, self.split.read_ahead_mb)
+        frames = read_ahead(self.cap, read_plan(self.cfg), threads, ahead)
         while True:
             t0 = time.perf_counter()
             try:
