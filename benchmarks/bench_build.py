@@ -167,7 +167,7 @@ def main() -> None:
     best = max(results[f"build_{e}"] for e in ("local", "ray"))
     print(f"ratio floor({ncpu}proc)/build(ray): {results[f'floor_{ncpu}proc'] / results['build_ray']:.2f}x;"
           f" floor(1proc)/build(local): {results['floor_1proc'] / results['build_local']:.2f}x;"
-          f" best floor / best build: {max(results[f'floor_1proc'], results[f'floor_{ncpu}proc']) / best:.2f}x")
+          f" best floor / best build: {max(results['floor_1proc'], results[f'floor_{ncpu}proc']) / best:.2f}x")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def main() -> None:
     if len(seeds) > 1:
         groups.append(("pooled", [r for rows in per_seed.values() for r in rows]))
     for name, test_rows in groups:
-        print(f"\n== seed {name}: {len(test_rows)} clips, {sum(1 for _, l in test_rows if not l)} clean")
+        print(f"\n== seed {name}: {len(test_rows)} clips, {sum(1 for _, lab in test_rows if not lab)} clean")
         print(f"{'defect':14s} {'check':18s} {'threshold':>9s} {'recall':>7s} {'clean dropped':>13s} {'n':>4s}")
         for defect, check in DEFECT_CHECK.items():
             r, f = rates(test_rows, check, chosen[check], defect)

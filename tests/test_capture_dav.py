@@ -25,7 +25,7 @@ from capture_fixtures import (
     write_long_frames_jsonl,
 )
 from dav_builder.capture import depth as dc
-from dav_builder.capture.base import FrameError, FrameInfo
+from dav_builder.capture.base import FrameInfo
 from dav_builder.capture.dav import DavCapture, is_dav_capture
 
 H, W = 24, 32

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dav_builder.capture.dav import DavCapture
-from dav_builder.capture.depth import intrinsics_from_projection, to_planar_metres
+from dav_builder.capture.depth import to_planar_metres
 from dav_builder.render.backend import Light, PybulletBackend
 from dav_builder.render.engine import RenderConfig, render_captures
 from dav_builder.render.scene import Layout, Prop

@@ -38,6 +38,7 @@ from dav_builder.filters.models import (
     load_depth_model,
 )
 
+
 @dataclass
 class _PairFrames:
     """Grey frames t-1 and t (float32, n x h x w) and depth t at the same size, area-averaged
@@ -151,7 +152,6 @@ class ScoringStage:
         decoding is the build's largest cost); otherwise decodes at ``side``.
         """
         import cv2
-
 
         if clip.rgb_small is not None and len(clip.rgb_small) == clip.num_frames:
             rgb = clip.rgb_small[positions]
