@@ -90,6 +90,12 @@ def test_build_writes_the_format(captures, tmp_path):
     assert meta["frame_indices"] == r["frame_indices"] and len(meta["K"]) == r["num_frames"]
     d = npy_to_depth(s["depth.0000.npy"])
     assert d.dtype == np.float16 and d.shape == (48, 64)
+    # depth encoded in the reading threads is the capture's planar metres, as float16
+    from dav_builder.capture.dav import DavCapture
+
+    cap = DavCapture(captures / r["capture"])
+    info = next(f for f in cap.frames() if f.index == r["first_frame"])
+    np.testing.assert_array_equal(d, cap.read_depth(info).astype(np.float16))
     assert s["rgb.0000.png"][:8] == b"\x89PNG\r\n\x1a\n"
     # rgb bytes are the capture's own files, copied untouched
     src = captures / r["capture"] / "rgb" / f"{r['first_frame']:06d}.png"

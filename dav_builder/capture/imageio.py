@@ -145,7 +145,7 @@ def _halve_towards(img: np.ndarray, side: int) -> np.ndarray:
     Area averaging by an exact factor of two is several times faster than by an arbitrary
     factor, so the final :func:`_reduce` then works on a much smaller image.
     """
-    while max(img.shape[:2]) // 2 >= side and min(img.shape[:2]) >= 2:
+    while side > 0 and max(img.shape[:2]) // 2 >= side and min(img.shape[:2]) >= 2:
         img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
     return img
 

@@ -90,12 +90,6 @@ class ReadPlan:
     """Encode depth as its shard member in the reading thread (when nothing will resize it)."""
 
 
-
-
-
-
-
-
 def _read(cap: Capture, info: FrameInfo, plan: ReadPlan) -> FrameData | FrameError:
     try:
         frame = cap.read_frame(info, small_side=plan.small_side, fine_side=plan.fine_side)
