@@ -369,3 +369,20 @@ def test_the_stage_scores_lag_and_alignment_on_full_resolution_pairs():
     half = ScoringStage(ScoringConfig(pair_side=64))
     assert half._checks(clip())["edge_misalignment"] <= cfg.edge_misalignment.threshold
     assert half._checks(clip(shift=6))["edge_misalignment"] > cfg.edge_misalignment.threshold
+
+
+def test_an_edge_leaving_the_image_is_not_an_overlay(monkeypatch):
+    # a slanted edge sliding along itself (the camera moves along it) meets the top and bottom
+    # border: the reflected border makes corners there that never move; they are not a HUD
+    h, w, n = 72, 128, 6
+    ys, xs = np.mgrid[0:h, 0:w]
+    edge = 40.0 + 180.0 / (1.0 + np.exp(-(xs - 40.0 - 0.5 * ys)))  # the line x = 40 + y / 2
+    g = np.stack([edge.astype(np.float32)] * n)
+    d = np.full((n, h, w), 5.0, np.float32)
+    K = np.stack([np.array([[100.0, 0, w / 2], [0, 100.0, h / 2], [0, 0, 1]])] * n)
+    poses = np.stack([np.eye(4)] * n)
+    poses[:, 0, 3] = 0.05 * np.arange(n)  # image motion (1, 2) px per frame at 5 m: along the edge
+    poses[:, 1, 3] = 0.10 * np.arange(n)
+    assert checks.static_overlay(g, d, K, poses) == 0.0
+    monkeypatch.setattr(checks, "OVERLAY_BORDER", 0)  # the test can fail: without the rule it fires
+    assert checks.static_overlay(g, d, K, poses) > 0.0

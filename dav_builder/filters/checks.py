@@ -178,6 +178,7 @@ CORNER_MIN = 200.0
 OVERLAY_WINDOW = 4
 OVERLAY_STILL = 2.0
 OVERLAY_MOTION_PX = 1.5
+OVERLAY_BORDER = 2
 
 
 def predicted_motion(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray,
@@ -221,6 +222,11 @@ def static_overlay(grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None, ca
     if T < 2:
         return 0.0
     corners = np.stack([cv2.cornerMinEigenVal(np.asarray(g, np.float32), 3, 3) for g in grey])
+    # an edge leaving the image makes a "corner" with the (reflected) border, which stays put
+    # while the edge slides along itself: no corner is trusted within OVERLAY_BORDER pixels of it
+    m = OVERLAY_BORDER
+    if m > 0:
+        corners[:, :m], corners[:, -m:], corners[:, :, :m], corners[:, :, -m:] = 0, 0, 0, 0
     worst = 0.0
     for a in range(0, T - W + 1):
         b = a + W - 1
