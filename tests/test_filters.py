@@ -103,6 +103,15 @@ def test_the_sky_outline_is_marked_on_both_sides():
     assert e[19].all() and e[20].all() and not e[:19].any() and not e[21:].any()
 
 
+def test_the_sky_outline_counts_only_where_the_colour_changes_across_it():
+    d = np.full((40, 40), 5.0, np.float32)
+    d[:20] = 0.0
+    grey = np.full((40, 40), 120.0, np.float32)
+    assert not checks.occlusion_edges(d, border=0, grey=grey).any()  # grey sky on grey ground
+    grey[:20] = 200.0
+    assert checks.occlusion_edges(d, border=0, grey=grey)[19:21].all()
+
+
 def test_predicted_motion_is_sub_pixel():
     from dav_builder.model.metrics import project, reproject
 

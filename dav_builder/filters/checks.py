@@ -42,10 +42,27 @@ OCCLUSION_JUMP = 0.10
 CHAMFER_CAP = 4.0
 
 
-def occlusion_edges(depth: np.ndarray, border: int = MAX_SHIFT) -> np.ndarray:
+#: Grey levels (0..255) by which the colour must differ across the sky's outline for the outline
+#: to count: grey sky meeting grey ground shows no colour edge to align with.
+OUTLINE_CONTRAST = 20.0
+
+
+def outline_contrast(grey: np.ndarray, valid: np.ndarray, band: int = 4) -> float:
+    """Difference of the median grey levels in the bands ``band`` pixels wide on either side of
+    the outline of ``valid`` (0 when either side is empty)."""
+    kernel = np.ones((2 * band + 1, 2 * band + 1), np.uint8)
+    inner = valid & (cv2.dilate((~valid).astype(np.uint8), kernel) > 0)
+    outer = ~valid & (cv2.dilate(valid.astype(np.uint8), kernel) > 0)
+    if not inner.any() or not outer.any():
+        return 0.0
+    return abs(float(np.median(grey[inner])) - float(np.median(grey[outer])))
+
+
+def occlusion_edges(depth: np.ndarray, border: int = MAX_SHIFT, grey: np.ndarray | None = None) -> np.ndarray:
     """Pixels on either side of a depth *discontinuity* (a relative jump above
     :data:`OCCLUSION_JUMP` that is also :data:`SLOPE_RATIO` times larger than its neighbours'
-    steps), and on either side of the outline of pixels without depth (the sky's)."""
+    steps), and on either side of the outline of pixels without depth (the sky's); with ``grey``,
+    the outline only where the colour differs across it (:data:`OUTLINE_CONTRAST`)."""
     valid = depth > 0
     logd = np.log(np.where(valid, depth, 1.0))
     out = np.zeros(depth.shape, bool)
@@ -68,7 +85,8 @@ def occlusion_edges(depth: np.ndarray, border: int = MAX_SHIFT) -> np.ndarray:
     # where depth ends (sky, nothing drawn) is a boundary too: mark both sides of it, as for a
     # discontinuity, so that a colour edge found on either side of the outline lies on it
     hole = ~valid
-    out |= (valid & _touches(hole)) | (hole & _touches(valid))
+    if grey is None or outline_contrast(np.asarray(grey, np.float32), valid) >= OUTLINE_CONTRAST:
+        out |= (valid & _touches(hole)) | (hole & _touches(valid))
     if border:
         out[:border], out[-border:], out[:, :border], out[:, -border:] = False, False, False, False
     return out
@@ -93,7 +111,7 @@ def chamfer_gap(grey: np.ndarray, depth: np.ndarray) -> float:
     than where they are (mean distance in pixels, capped; NaN when the frame has too few).
 
     0 for a correct capture; depth rendered from another camera fits better shifted."""
-    dedge = occlusion_edges(depth)
+    dedge = occlusion_edges(depth, grey=grey)
     ys, xs = np.nonzero(dedge)
     if ys.size < MIN_EDGE_PIXELS // 4:
         return float("nan")
