@@ -38,10 +38,21 @@ def read_yaml(path: str | Path, error: type[Exception] = ValueError, _seen: tupl
     return data
 
 
-def strict_dataclass(cls: type[T], data: dict[str, Any], where: str) -> T:
-    """``cls(**data)``, rejecting unknown keys with a message that lists the known ones."""
+def strict_dataclass(cls: type[T], data: dict[str, Any], where: str, error: type[Exception] = ValueError) -> T:
+    """``cls(**data)``, recursing into fields whose default is itself a dataclass, and rejecting
+    anything but a mapping and unknown keys with a message that names where and lists the known
+    ones (``where`` "" is the top level, called "config" in messages)."""
+    if not isinstance(data, dict):
+        raise error(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**data)
+        raise error(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(known)}")
+    base = cls()
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(base, name)
+        if dataclasses.is_dataclass(default):
+            value = strict_dataclass(type(default), value, f"{where}.{name}" if where else name, error)
+        kwargs[name] = value
+    return cls(**kwargs)

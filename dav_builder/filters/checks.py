@@ -87,9 +87,14 @@ def occlusion_edges(depth: np.ndarray, border: int = MAX_SHIFT, grey: np.ndarray
     hole = ~valid
     if grey is None or outline_contrast(np.asarray(grey, np.float32), valid) >= OUTLINE_CONTRAST:
         out |= (valid & _touches(hole)) | (hole & _touches(valid))
-    if border:
-        out[:border], out[-border:], out[:, :border], out[:, -border:] = False, False, False, False
-    return out
+    return _clear_border(out, border)
+
+
+def _clear_border(a: np.ndarray, m: int) -> np.ndarray:
+    """``a`` (..., h, w) with its outer ``m`` rows and columns set to zero (in place)."""
+    if m > 0:
+        a[..., :m, :], a[..., -m:, :], a[..., :, :m], a[..., :, -m:] = 0, 0, 0, 0
+    return a
 
 
 def _touches(mask: np.ndarray) -> np.ndarray:
@@ -157,9 +162,7 @@ def depth_lag(grey_prev: np.ndarray, grey: np.ndarray, depth: np.ndarray) -> flo
     for gp, g, d in zip(grey_prev, grey, depth):
         if np.abs(gp.astype(np.float32) - g.astype(np.float32)).mean() < 0.5:
             continue  # the image did not change: no evidence either way
-        dmag = gradient_magnitude(np.log(np.where(d > 0, d, 1000.0)))
-        b = MAX_SHIFT // 2
-        dmag[:b], dmag[-b:], dmag[:, :b], dmag[:, -b:] = 0, 0, 0, 0
+        dmag = _clear_border(gradient_magnitude(np.log(np.where(d > 0, d, 1000.0))), MAX_SHIFT // 2)
         strong = dmag > np.percentile(dmag, 95)
         if strong.sum() < MIN_EDGE_PIXELS // 3:
             continue
@@ -239,12 +242,10 @@ def static_overlay(grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None, ca
     W = min(OVERLAY_WINDOW, T)
     if T < 2:
         return 0.0
-    corners = np.stack([cv2.cornerMinEigenVal(np.asarray(g, np.float32), 3, 3) for g in grey])
     # an edge leaving the image makes a "corner" with the (reflected) border, which stays put
     # while the edge slides along itself: no corner is trusted within OVERLAY_BORDER pixels of it
-    m = OVERLAY_BORDER
-    if m > 0:
-        corners[:, :m], corners[:, -m:], corners[:, :, :m], corners[:, :, -m:] = 0, 0, 0, 0
+    corners = _clear_border(np.stack([cv2.cornerMinEigenVal(np.asarray(g, np.float32), 3, 3) for g in grey]),
+                            OVERLAY_BORDER)
     worst = 0.0
     for a in range(0, T - W + 1):
         b = a + W - 1

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from dav_builder.config_io import strict_dataclass
 
 
 @dataclass
@@ -74,13 +75,13 @@ class ScoringConfig:
     check_frames: int = 32
     """Consecutive frame pairs, spread over the clip, that the model-free checks look at."""
     lag_pairs: int = 4
-    """Frame pairs (t-1, t), spread over the clip, decoded again at up to ``pair_side`` for
-    ``depth_lag`` (both frames) and ``edge_misalignment`` (frame t): a lag or a misaligned camera
-    moves edges by a pixel or two, which the reduced frames blur away; 0 = use the splitter's
-    reduced frames (no extra decoding, much weaker)."""
+    """Frame pairs (t-1, t), spread over the clip, that ``depth_lag`` (both frames) and
+    ``edge_misalignment`` (frame t) look at with up to ``pair_side`` pixels: a lag or a misaligned
+    camera moves edges by a pixel or two, which the reduced frames blur away.  dav-build keeps
+    these grey frames from its one decode; 0 = use the reduced frames only (weaker)."""
     pair_side: int = 256
-    """Longer side, in pixels, of the frames decoded for ``lag_pairs`` (smaller frames are used as
-    they are); keeps the checks' pixel scales the same whatever the capture's resolution."""
+    """Longer side, in pixels, of the frames for ``lag_pairs`` (smaller frames are used as they
+    are); keeps the checks' pixel scales the same whatever the capture's resolution."""
     check_side: int = 128
     """Longer side, in pixels, at which the model-free checks look at frames when the clip carries no
     reduced RGB from the splitter (which is reused as it is, without a second decode)."""
@@ -97,21 +98,10 @@ class ScoringConfig:
     batch_size: int = 4
     """Clips scored together by the models."""
 
+    def uses_pair_frames(self) -> bool:
+        """Whether a check looks at the ``lag_pairs`` frames (so reading should keep them)."""
+        return self.lag_pairs > 0 and (self.edge_misalignment.enabled or self.depth_lag.enabled)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ScoringConfig":
-        return _build(cls, data or {}, "scoring")
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    base = cls()
-    kwargs = {}
-    for name, value in data.items():
-        default = getattr(base, name)
-        kwargs[name] = _build(type(default), value, f"{where}.{name}") if dataclasses.is_dataclass(default) else value
-    return cls(**kwargs)
+        return strict_dataclass(cls, data or {}, "scoring")

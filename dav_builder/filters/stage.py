@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from dav_builder.capture.imageio import decode_levels, decode_rgb_small
@@ -151,16 +152,11 @@ class ScoringStage:
         Uses the reduced RGB the splitter already decoded when there is one (no second decode:
         decoding is the build's largest cost); otherwise decodes at ``side``.
         """
-        import cv2
-
         if clip.rgb_small is not None and len(clip.rgb_small) == clip.num_frames:
             rgb = clip.rgb_small[positions]
         else:
             rgb = np.stack([decode_rgb_small(clip.rgb[i], f"{clip.clip_id}#{i}", side) for i in positions])
-        h, w = rgb.shape[1:3]
-        assert clip.depth is not None
-        depth = np.stack([cv2.resize(clip.depth[i], (w, h), interpolation=cv2.INTER_NEAREST) for i in positions])
-        return rgb, depth
+        return rgb, self._depth_at(clip, positions, rgb.shape[1:3], cv2.INTER_NEAREST)
 
     def _checks(self, clip: Clip) -> dict[str, float | None]:
         """Model-free scores over up to ``check_frames`` consecutive frame pairs spread over the clip."""
@@ -177,7 +173,7 @@ class ScoringStage:
         c, p = [at[i] for i in cur], [at[i] for i in prev]
         pairs = T > 1
         out: dict[str, float | None] = {}
-        paired = cfg.lag_pairs > 0 and (cfg.edge_misalignment.enabled or (cfg.depth_lag.enabled and pairs))
+        paired = cfg.uses_pair_frames() and (pairs or cfg.edge_misalignment.enabled)
         fine = self._pair_frames(clip, cfg.lag_pairs) if paired else None
         if cfg.edge_misalignment.enabled:
             if fine is not None:
@@ -190,7 +186,8 @@ class ScoringStage:
             elif fine is not None:
                 out["depth_lag"] = checks.depth_lag(fine.grey_prev, fine.grey, fine.depth_area)
             else:
-                out["depth_lag"] = checks.depth_lag(grey[p], grey[c], self._depth_area(clip, cur, grey.shape[1:]))
+                out["depth_lag"] = checks.depth_lag(grey[p], grey[c],
+                                                    self._depth_at(clip, cur, grey.shape[1:], cv2.INTER_AREA))
         if cfg.frozen_depth.enabled:
             out["frozen_depth"] = checks.frozen_depth(grey[p], grey[c], depth[p], depth[c]) if pairs else 0.0
         if cfg.static_overlay.enabled:
@@ -218,12 +215,10 @@ class ScoringStage:
         return worst
 
     def _pair_frames(self, clip: Clip, n_pairs: int) -> "_PairFrames":
-        """``n_pairs`` (t-1, t) frame pairs spread over the clip, decoded again at up to
-        ``pair_side`` (a lag or a misaligned camera moves edges by a pixel or two, which the
-        splitter's reduced frames blur away).  A one-frame clip gives its frame without a pair."""
-        import cv2
-
-        assert clip.depth is not None
+        """``n_pairs`` (t-1, t) frame pairs spread over the clip, at up to ``pair_side`` (a lag or a
+        misaligned camera moves edges by a pixel or two, which the splitter's reduced frames blur
+        away): the grey frames kept from reading, or decoded again when the clip has none.  A
+        one-frame clip gives its frame without a pair."""
         T = clip.num_frames
         cur = sorted({int(round(x)) for x in np.linspace(1, T - 1, min(n_pairs, T - 1))}) if T > 1 else [0]
         kept = clip.grey_fine is not None and len(clip.grey_fine) == T
@@ -234,23 +229,20 @@ class ScoringStage:
             else:
                 _, g = decode_levels(clip.rgb[i], f"{clip.clip_id}#{i}", 0, self.cfg.pair_side)
             grey[i] = np.asarray(g, np.float32)
-        h, w = grey[cur[0]].shape
-        same = (h, w) == clip.depth.shape[1:]
-        area = [clip.depth[i] if same else cv2.resize(clip.depth[i], (w, h), interpolation=cv2.INTER_AREA)
-                for i in cur]
-        nearest = [clip.depth[i] if same else cv2.resize(clip.depth[i], (w, h), interpolation=cv2.INTER_NEAREST)
-                   for i in cur]
+        size = grey[cur[0]].shape
         return _PairFrames(np.stack([grey[max(0, i - 1)] for i in cur]), np.stack([grey[i] for i in cur]),
-                           np.stack(area), np.stack(nearest))
+                           self._depth_at(clip, cur, size, cv2.INTER_AREA),
+                           self._depth_at(clip, cur, size, cv2.INTER_NEAREST))
 
     @staticmethod
-    def _depth_area(clip: Clip, positions: list[int], size: tuple[int, int]) -> np.ndarray:
-        """Depth of some frames area-averaged to ``size`` (h, w): smooth boundaries for gradient tests."""
-        import cv2
-
+    def _depth_at(clip: Clip, positions: list[int], size: tuple[int, int], interpolation: int) -> np.ndarray:
+        """Depth of some frames resized to ``size`` (h, w): area-averaged for gradient tests (smooth
+        boundaries), nearest for edge tests (sharp ones); as stored when already that size."""
         assert clip.depth is not None
         h, w = size
-        return np.stack([cv2.resize(clip.depth[i], (w, h), interpolation=cv2.INTER_AREA) for i in positions])
+        if (h, w) == clip.depth.shape[1:]:
+            return clip.depth[positions]
+        return np.stack([cv2.resize(clip.depth[i], (w, h), interpolation=interpolation) for i in positions])
 
     def _model_scores(self, clip: Clip) -> dict[str, float | None]:
         assert clip.depth is not None

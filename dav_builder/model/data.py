@@ -27,7 +27,7 @@ import torch
 from dav_builder.model.normalize import normalize_depth
 from dav_builder.model.sampler import Batch, BucketBatchPlan, ClipRef
 from dav_builder.shards.manifest import read_manifest
-from dav_builder.shards.tario import npy_to_depth, split_member_name
+from dav_builder.shards.tario import decode_rgb_member, frame_member, npy_to_depth, split_member_name
 
 
 class DatasetError(ValueError):
@@ -87,9 +87,9 @@ class ShardIndex:
                     if info.isfile():
                         self.members[info.name] = Member(info.offset_data, info.size)
                         key, rest = split_member_name(info.name)
-                        parts = rest.split(".")
-                        if len(parts) == 3 and parts[0] in ("rgb", "depth") and parts[1].isdigit():
-                            self.frames[(key, parts[0], int(parts[1]))] = info.name
+                        frame = frame_member(rest)
+                        if frame is not None and frame[1].isdigit():
+                            self.frames[(key, frame[0], int(frame[1]))] = info.name
         except (tarfile.TarError, OSError) as exc:
             raise DatasetError(f"{path}: cannot index the shard: {exc}") from None
         self._fd: int | None = None
@@ -145,17 +145,14 @@ class ClipReader:
         return json.loads(self.shard(ref.shard).read(f"{ref.clip_id}.json"))
 
     def read(self, ref: ClipRef, frames: list[int]) -> ClipFrames:
-        import cv2
-
         shard = self.shard(ref.shard)
         meta = self.meta(ref)
         rgb, depth = [], []
         for f in frames:
-            data = shard.frame(ref.clip_id, "rgb", f)
-            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            if bgr is None:
+            image = decode_rgb_member(shard.frame(ref.clip_id, "rgb", f))
+            if image is None:
                 raise DatasetError(f"{shard.path}: clip {ref.clip_id} frame {f}: RGB cannot be decoded")
-            rgb.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            rgb.append(image)
             depth.append(npy_to_depth(shard.frame(ref.clip_id, "depth", f)).astype(np.float32))
         idx = meta.get("frame_indices") or list(range(ref.num_frames))
         return ClipFrames(np.stack(rgb), np.stack(depth), [int(idx[f]) for f in frames], meta)

@@ -42,9 +42,12 @@ def predict_keyframes(load: Loader, indices: list[int], window: int, predict: Pr
     """Depth (disparity in [0, 1]) of the frames ``indices``, all in one consistent scale."""
     if len(indices) <= window:
         return predict(load(indices), indices)
-    out = np.zeros((len(indices),) + load(indices[:1]).shape[1:3], np.float32)
-    for pos, depth in stream(lambda ii: load(ii), indices, window, predict, interpolate):
+    out: np.ndarray | None = None
+    for pos, depth in stream(load, indices, window, predict, interpolate):
+        if out is None:  # sized by the first window (no extra frame load)
+            out = np.zeros((len(indices),) + depth.shape[1:], np.float32)
         out[pos] = depth
+    assert out is not None
     return out
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dav_builder.config_io import read_yaml
+from dav_builder.config_io import read_yaml, strict_dataclass
 
 from dav_builder.filters.config import ScoringConfig
 
@@ -161,26 +161,14 @@ class BuildConfig:
 
 
 def _merge(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses, rejecting unknown keys."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
-    if hasattr(cls, "from_dict") and cls is not BuildConfig:
-        try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _merge(type(default), value, f"{where}.{name}".lstrip("."))
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
+    """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses, rejecting unknown
+    keys; any problem is a :class:`ConfigError`."""
+    try:
+        return strict_dataclass(cls, data, where, ConfigError)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from exc
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> BuildConfig:

@@ -147,8 +147,7 @@ def read_ahead(cap: Capture, plan: ReadPlan, threads: int, ahead: int | None = N
 def read_plan(cfg: BuildConfig) -> ReadPlan:
     """What to make of each frame while reading it, from the build's configuration."""
     sc = cfg.scoring
-    fine = sc.lag_pairs > 0 and (sc.edge_misalignment.enabled or sc.depth_lag.enabled)
-    return ReadPlan(small_side=cfg.split.small_side, fine_side=sc.pair_side if fine else 0,
+    return ReadPlan(small_side=cfg.split.small_side, fine_side=sc.pair_side if sc.uses_pair_frames() else 0,
                     encode_depth=not bucket_may_resize(cfg.buckets.mode))
 
 

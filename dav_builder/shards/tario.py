@@ -55,17 +55,24 @@ def clip_members(clip: Clip) -> list[tuple[str, bytes]]:
     members = [(f"{key}.json", json.dumps(clip.metadata(), sort_keys=True).encode())]
     ext = "jpg" if clip.rgb_ext in ("jpg", "jpeg") else "png"
     members += [(f"{key}.rgb.{frame_tag(i)}.{ext}", data) for i, data in enumerate(clip.rgb)]
-    depth = clip.depth_npy if clip.depth_npy is not None else [depth_to_npy(d) for d in clip.depth]  # type: ignore[union-attr]
-    members += [(f"{key}.depth.{frame_tag(i)}.npy", d) for i, d in enumerate(depth)]
+    members += [(f"{key}.depth.{frame_tag(i)}.npy", d) for i, d in enumerate(encoded_depth(clip))]
     return members
+
+
+def encoded_depth(clip: Clip) -> list[bytes]:
+    """The clip's depth frames as shard members: :attr:`Clip.depth_npy` when already encoded
+    (by the reading threads or :func:`pack_depth`), else encoded now."""
+    if clip.depth_npy is not None:
+        return clip.depth_npy
+    assert clip.depth is not None
+    return [depth_to_npy(d) for d in clip.depth]
 
 
 def pack_depth(clip: Clip) -> None:
     """Encode the clip's depth as its shard members now, unless the reading threads already did
     (see :attr:`Clip.depth_npy`), and drop the array."""
     if clip.depth is not None:
-        if clip.depth_npy is None:
-            clip.depth_npy = [depth_to_npy(d) for d in clip.depth]
+        clip.depth_npy = encoded_depth(clip)
         clip.depth = None
 
 
@@ -96,14 +103,12 @@ class ClipSample:
 
     def rgb_array(self) -> np.ndarray:
         """All RGB frames decoded, uint8 (T, H, W, 3)."""
-        import cv2
-
         frames = []
         for data in self.rgb:
-            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            if bgr is None:
+            rgb = decode_rgb_member(data)
+            if rgb is None:
                 raise ValueError(f"clip {self.key}: an RGB member cannot be decoded")
-            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            frames.append(rgb)
         return np.stack(frames)
 
     def members(self) -> list[tuple[str, bytes]]:
@@ -112,6 +117,21 @@ class ClipSample:
         out += [(f"{self.key}.rgb.{frame_tag(i)}.{self.rgb_ext}", d) for i, d in enumerate(self.rgb)]
         out += [(f"{self.key}.depth.{frame_tag(i)}.npy", d) for i, d in enumerate(self.depth)]
         return out
+
+
+def decode_rgb_member(data: bytes) -> np.ndarray | None:
+    """An RGB member's image, uint8 (H, W, 3) in RGB order; None when it cannot be decoded."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def frame_member(rest: str) -> tuple[str, str, str] | None:
+    """``(kind, frame tag, ext)`` of a frame member's name after the key (``rgb.0003.png`` ->
+    ``("rgb", "0003", "png")``); None for other members (the json)."""
+    parts = rest.split(".")
+    if len(parts) == 3 and parts[0] in ("rgb", "depth"):
+        return parts[0], parts[1], parts[2]
+    return None
 
 
 def split_member_name(name: str) -> tuple[str, str]:
@@ -147,13 +167,13 @@ def iter_tar_samples(source: str | Path | BinaryIO) -> Iterator[ClipSample]:
                 if current is not None:
                     yield finish(current)
                 current = {"key": key, "meta": None, "rgb": [], "depth": [], "ext": None}
-            parts = rest.split(".")
+            frame = frame_member(rest)
             if rest == "json":
                 current["meta"] = json.loads(data)
-            elif len(parts) == 3 and parts[0] == "rgb":
-                current["rgb"].append((parts[1], data))
-                current["ext"] = parts[2]
-            elif len(parts) == 3 and parts[0] == "depth":
-                current["depth"].append((parts[1], data))
+            elif frame is not None:
+                kind, tag, ext = frame
+                current[kind].append((tag, data))
+                if kind == "rgb":
+                    current["ext"] = ext
     if current is not None:
         yield finish(current)
