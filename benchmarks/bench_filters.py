@@ -3,18 +3,24 @@
 Renders captures with planted defects (ground truth in defects.json), cuts 16-frame clips inside
 shots (from segments.json), labels a clip defective when it overlaps a defect span, scores every
 clip with the checks, then reports per check the recall of clips with that defect and the share
-of clean clips it drops.  Thresholds are chosen on one seed (``--tune-seed``) and reported on
-others (``--seeds``, each seed and pooled).  ``wrong_nearfar`` (a capture-wide metadata error) changes the metres but
-not the image structure, so no model-free check can see it; it is reported as not covered.
+of clean clips it drops.  Thresholds are chosen on some seeds (``--tune-seeds``: per check the
+lowest that drops at most ``--max-clean-drop`` of their clean clips, so that the four together
+stay near 4 x that) and reported on others (``--seeds``, each seed and pooled).  Renders and
+scores are kept in ``--work`` (scores keyed by the scoring code and config, so a change of
+either scores again); ``--score-only`` fills that cache, e.g. in two processes at once.
+``wrong_nearfar`` (a capture-wide metadata error) changes the metres but not the image
+structure, so no model-free check can see it; it is reported as not covered.
 
-    .venv/bin/python benchmarks/bench_filters.py --captures 10 --frames 128 --seeds 101,102,103
+    .venv/bin/python benchmarks/bench_filters.py --captures 10 --frames 128 --tune-seeds 100-113 --seeds 114-123
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +29,8 @@ import numpy as np
 
 from dav_builder.capture.dav import DavCapture
 from dav_builder.clip import Clip, make_clip_id
+from dav_builder.filters import checks as checks_module
+from dav_builder.filters import stage as stage_module
 from dav_builder.filters.config import ScoringConfig
 from dav_builder.filters.stage import CHECKS, ScoringStage
 from dav_builder.render.engine import RenderConfig, render_captures
@@ -61,16 +69,32 @@ def clips_of(cap_dir: Path) -> list[tuple[Clip, dict[str, int]]]:
     return out
 
 
+def _code_key() -> str:
+    """Changes whenever the scoring code or its defaults do, so cached scores are never stale."""
+    h = hashlib.sha256(repr(ScoringConfig()).encode())
+    for mod in (checks_module, stage_module):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def score_set(seed: int, n: int, frames: int, work: Path) -> list[tuple[dict, dict[str, int]]]:
+    """Renders seed ``seed`` (once) and scores its clips; the scores are cached beside the captures."""
     root = work / f"seed{seed}"
-    if not (root / "capture000" / "capture.json").exists():
+    done = root / ".rendered"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)  # a render cut off half-way
         cfg = RenderConfig(scenes=n, frames=frames, seed=seed, defects=tuple(DEFECT_CHECK), defect_rate=0.6)
         render_captures(root, cfg, progress=True)
+        done.write_text(json.dumps({"scenes": n, "frames": frames}))
+    cache = root / f".scores-{_code_key()}.json"
+    if cache.exists():
+        return [(s, lab) for s, lab in json.loads(cache.read_text())]
     stage = ScoringStage(ScoringConfig())
     rows = []
-    for cap_dir in sorted(root.iterdir()):
+    for cap_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for clip, labels in clips_of(cap_dir):
             rows.append((stage._checks(clip), labels))
+    cache.write_text(json.dumps(rows))
     return rows
 
 
@@ -82,7 +106,7 @@ def rates(rows, check: str, threshold: float, defect: str) -> tuple[float, float
     return recall, fdr
 
 
-def tune(rows, check: str, defect: str, max_clean_drop: float = 0.05) -> float:
+def tune(rows, check: str, defect: str, max_clean_drop: float) -> float:
     """The lowest threshold (most recall) that drops at most ``max_clean_drop`` of the clean tuning clips."""
     values = sorted({float(f"{s[check]:.4g}") for s, _ in rows}, reverse=True)
     best = values[0] if values else 0.0
@@ -94,25 +118,49 @@ def tune(rows, check: str, defect: str, max_clean_drop: float = 0.05) -> float:
     return best
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``1,2,5`` or ``1-5`` (or both: ``1-3,7``)."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if "-" in part:
+            a, b = part.split("-")
+            out += list(range(int(a), int(b) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--captures", type=int, default=12)
+    ap.add_argument("--captures", type=int, default=10)
     ap.add_argument("--frames", type=int, default=128)
-    ap.add_argument("--seeds", default="101", help="comma-separated seeds to report on (pooled too)")
-    ap.add_argument("--tune-seed", type=int, default=100)
+    ap.add_argument("--seeds", default="114-123", help="seeds to report on (pooled too): 1,2,5 or 1-5")
+    ap.add_argument("--tune-seeds", default="100-113", help="seeds the thresholds are chosen on")
+    ap.add_argument("--max-clean-drop", type=float, default=0.01,
+                    help="share of clean tuning clips each check may drop")
+    ap.add_argument("--score-only", action="store_true",
+                    help="render and score (cached) the seeds given, print nothing else")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dav-bench-filters")
     args = ap.parse_args()
-    seeds = [int(x) for x in args.seeds.split(",") if x]
+    seeds, tune_seeds = parse_seeds(args.seeds), parse_seeds(args.tune_seeds)
+    if set(seeds) & set(tune_seeds):
+        ap.error(f"seeds {sorted(set(seeds) & set(tune_seeds))} are both tuned on and reported on")
     t0 = time.perf_counter()
-    tune_rows = score_set(args.tune_seed, args.captures, args.frames, args.work)
+    if args.score_only:
+        for seed in tune_seeds + seeds:
+            score_set(seed, args.captures, args.frames, args.work)
+        print(f"scored seeds {args.tune_seeds} and {args.seeds} in {time.perf_counter() - t0:.0f} s")
+        return
+    tune_rows = [r for seed in tune_seeds for r in score_set(seed, args.captures, args.frames, args.work)]
     per_seed = {seed: score_set(seed, args.captures, args.frames, args.work) for seed in seeds}
     print(f"machine: {platform.machine()}, python {platform.python_version()}; {time.perf_counter() - t0:.0f} s")
-    chosen = {check: tune(tune_rows, check, defect) for defect, check in DEFECT_CHECK.items()}
-    groups = [(str(seed), rows) for seed, rows in per_seed.items()]
+    chosen = {check: tune(tune_rows, check, defect, args.max_clean_drop) for defect, check in DEFECT_CHECK.items()}
+    groups = [(f"tuning seeds {args.tune_seeds}", tune_rows)]
+    groups += [(f"seed {seed}", rows) for seed, rows in per_seed.items()]
     if len(seeds) > 1:
-        groups.append(("pooled", [r for rows in per_seed.values() for r in rows]))
+        groups.append((f"seeds {args.seeds} pooled", [r for rows in per_seed.values() for r in rows]))
     for name, test_rows in groups:
-        print(f"\n== seed {name}: {len(test_rows)} clips, {sum(1 for _, lab in test_rows if not lab)} clean")
+        print(f"\n== {name}: {len(test_rows)} clips, {sum(1 for _, lab in test_rows if not lab)} clean")
         print(f"{'defect':14s} {'check':18s} {'threshold':>9s} {'recall':>7s} {'clean dropped':>13s} {'n':>4s}")
         for defect, check in DEFECT_CHECK.items():
             r, f = rates(test_rows, check, chosen[check], defect)

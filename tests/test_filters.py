@@ -64,6 +64,34 @@ def test_depth_lag_sees_depth_one_frame_late():
     assert clean <= 0 and lagged > ScoringConfig().depth_lag.threshold
 
 
+def test_a_few_misaligned_or_lagging_frames_count_but_one_odd_frame_does_not():
+    # 8 frames; the defect covers the last `bad` of them: with 3 votes, 3 bad frames are enough
+    g, d = frames(9)
+    _, ds = frames(9, shift=4)
+    _, dl = frames(9, lag=True)
+    cfg = ScoringConfig()
+    for bad, flagged in ((1, False), (3, True)):
+        mixed = np.concatenate([d[: 9 - bad], ds[9 - bad :]])
+        score = checks.edge_misalignment(g, mixed, votes=3)
+        assert (score > cfg.edge_misalignment.threshold) is flagged, (bad, score)
+        lagged = np.concatenate([d[: 9 - bad], dl[9 - bad :]])
+        score = checks.depth_lag(g[:-1], g[1:], lagged[1:], votes=3)
+        assert (score > cfg.depth_lag.threshold) is flagged, (bad, score)
+    # a still image says nothing about lag: exactly 0, whatever the depth
+    assert checks.lag_gains(g[:2], g[:2], dl[1:3]) == [0.0, 0.0]
+    # a median would have missed the three-frame defect
+    assert np.median([checks.chamfer_gap(a, b) for a, b in zip(g, np.concatenate([d[:6], ds[6:]]))]) < 0.05
+
+
+def test_kth_largest_leaves_out_missing_values():
+    nan = float("nan")
+    assert checks.kth_largest([0.1, nan, 0.5, 0.3], 2) == 0.3
+    assert checks.kth_largest([0.1, nan], 3) == 0.1  # fewer than k: the smallest
+    assert checks.kth_largest([nan, nan], 3) == 0.0
+    with pytest.raises(ValueError, match="pair_votes"):
+        ScoringConfig.from_dict({"pair_votes": 0})
+
+
 def test_frozen_depth_counts_pairs_with_unchanged_depth():
     g, d = frames(5)
     frozen = np.repeat(d[:1], 5, axis=0)

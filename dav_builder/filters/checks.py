@@ -3,14 +3,17 @@
 Each function takes grey frames (uint8 or float, 0..255) and planar depth at the same size, and
 returns a score where 0 means clean and larger means worse; the stage compares it with a
 threshold.  Each docstring says how frames are combined: the maximum where one bad frame or
-window is evidence enough (frozen depth, overlays), the median where a single frame's fit is
-noisy (edge misalignment, lag).
+window is evidence enough (frozen depth, overlays); where a single frame's fit is noisy (edge
+misalignment, lag), the score that a few frames (``votes``) all reach, so that a defect lasting
+a few frames of a clip still counts while one odd frame does not (a median would need half the
+clip).
 
 All of them rest on one observation: object boundaries are depth discontinuities, and in a
 correct capture every depth discontinuity lies on a colour edge of the same frame.
 
 - :func:`edge_misalignment`: how much closer depth discontinuities come to colour edges when
-  shifted by the best few pixels than where they are (chamfer distance; depth from another camera).
+  displaced as another camera would displace them (a constant shift plus parallax) than where
+  they are (chamfer distance; depth from another camera).
 - :func:`depth_lag`: how much better depth t's boundaries match the colour gradients of the
   *previous* RGB frame than its own (depth that lags by a frame lines up with the previous image).
 - :func:`frozen_depth`: share of frame pairs whose depth does not change while the RGB does.
@@ -107,34 +110,78 @@ def _touches(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _chamfer(dist: np.ndarray, ys: np.ndarray, xs: np.ndarray, dy: int, dx: int) -> float:
-    return float(np.minimum(dist[ys + dy, xs + dx], CHAMFER_CAP).mean())
+def _shift_offsets(width: int) -> np.ndarray:
+    """Flat-index offsets of every shift tested, as a (dy, dx) grid: up to :data:`MAX_SHIFT`
+    pixels sideways and half that vertically; the zero shift is at the grid's centre."""
+    dy = np.arange(-(MAX_SHIFT // 2), MAX_SHIFT // 2 + 1)
+    dx = np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
+    return (dy[:, None] * width + dx[None, :]).ravel()
+
+
+def _nearness(depth: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Inverse depth at the edge pixels, from 0 (the farthest 2 %) to 1 (the nearest 2 %).  Each
+    pixel takes the nearest depth around it: a boundary moves with the surface in front, and the
+    sky's side of an outline has no depth of its own (it counts as infinitely far)."""
+    inv = np.where(depth > 0, 1.0 / np.maximum(depth, 1e-6), 0.0).astype(np.float32)
+    inv = cv2.dilate(inv, np.ones((3, 3), np.uint8))[ys, xs]
+    lo, hi = np.percentile(inv, [2, 98])
+    return np.clip((inv - lo) / max(float(hi - lo), 1e-9), 0.0, 1.0)
+
+
+#: Shift at the farthest and at the nearest edges, every pair of whole pixels up to MAX_SHIFT.
+_FAR, _NEAR = (a.ravel() for a in np.meshgrid(np.arange(-MAX_SHIFT, MAX_SHIFT + 1),
+                                               np.arange(-MAX_SHIFT, MAX_SHIFT + 1), indexing="ij"))
 
 
 def chamfer_gap(grey: np.ndarray, depth: np.ndarray) -> float:
-    """How much closer the depth discontinuities come to colour edges after the best small shift
-    than where they are (mean distance in pixels, capped; NaN when the frame has too few).
+    """How much closer the depth discontinuities come to colour edges after the best small
+    displacement than where they are (mean distance in pixels, capped; NaN when the frame has too
+    few).  0 for a correct capture; depth rendered from another camera fits better displaced.
 
-    0 for a correct capture; depth rendered from another camera fits better shifted."""
+    The displacements are those another camera would cause: a constant shift of up to
+    :data:`MAX_SHIFT` pixels sideways and half that vertically (a rotated camera), and sideways
+    shifts that grow linearly with inverse depth (a camera beside this one: parallax), with every
+    pair of whole-pixel shifts at the farthest and nearest edges and up to a pixel vertically.  A
+    constant shift alone misses a camera that is both moved and turned: the two cancel at some
+    depth, and a scene whose edges lie on both sides of that depth fits no single shift.  All
+    distances are read in one gather (the edges stay :data:`MAX_SHIFT` pixels inside the image).
+    """
     dedge = occlusion_edges(depth, grey=grey)
     ys, xs = np.nonzero(dedge)
     if ys.size < MIN_EDGE_PIXELS // 4:
         return float("nan")
     dist = cv2.distanceTransform((~rgb_edges(grey)).astype(np.uint8), cv2.DIST_L2, 3)
-    zero = _chamfer(dist, ys, xs, 0, 0)
-    best = min(_chamfer(dist, ys, xs, dy, dx) for dy in range(-MAX_SHIFT // 2, MAX_SHIFT // 2 + 1)
-               for dx in range(-MAX_SHIFT, MAX_SHIFT + 1))
+    np.minimum(dist, CHAMFER_CAP, out=dist)
+    w = dist.shape[1]
+    rows, cols = MAX_SHIFT + 1, 2 * MAX_SHIFT + 1
+    table = dist.ravel()[(ys * w + xs)[:, None] + _shift_offsets(w)[None, :]].reshape(-1, rows, cols)
+    zero = float(table[:, rows // 2, MAX_SHIFT].mean())
+    best = float(table.mean(axis=0).min())  # constant shifts
+    t = _nearness(depth, ys, xs)
+    col = np.rint(_FAR[:, None] + t[None, :] * (_NEAR - _FAR)[:, None]).astype(np.intp) + MAX_SHIFT
+    edge = np.arange(ys.size)[None, :]
+    for r in range(rows // 2 - 1, rows // 2 + 2):
+        best = min(best, float(table[:, r, :][edge, col].mean(axis=1).min()))
     return zero - best
 
 
-def edge_misalignment(grey: np.ndarray, depth: np.ndarray) -> float:
-    """Median over frames of :func:`chamfer_gap` (pixels at the check size; 0 = aligned).
+def kth_largest(values: list[float], k: int) -> float:
+    """The ``k``-th largest of ``values`` (NaNs left out): the score that ``k`` frames all reach.
+    The smallest when there are fewer than ``k``; 0 when there are none."""
+    v = sorted((x for x in values if not np.isnan(x)), reverse=True)
+    if not v:
+        return 0.0
+    return float(v[min(k, len(v)) - 1])
 
-    The median (not the maximum) because one frame's fit is noisy; a misaligned depth source
-    usually lasts many frames.
+
+def edge_misalignment(grey: np.ndarray, depth: np.ndarray, votes: int = 3) -> float:
+    """The ``votes``-th largest :func:`chamfer_gap` over frames (pixels at the check size; 0 = aligned).
+
+    Not the maximum, because one frame's fit can be off (a colour edge a pixel or two beside a
+    depth boundary); not the median, because a defect that lasts a few frames of a clip must count:
+    ``votes`` frames must agree.
     """
-    gaps = [g for g in (chamfer_gap(g, d) for g, d in zip(grey, depth)) if not np.isnan(g)]
-    return float(np.median(gaps)) if gaps else 0.0
+    return kth_largest([chamfer_gap(g, d) for g, d in zip(grey, depth)], votes)
 
 
 def gradient_magnitude(img: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -150,25 +197,51 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum()) / den if den > 0 else 0.0
 
 
-def depth_lag(grey_prev: np.ndarray, grey: np.ndarray, depth: np.ndarray) -> float:
-    """Median over moving pairs of how much better depth t's boundaries match the colour gradients
-    of RGB t-1 than those of RGB t (cosine similarity of gradient magnitudes on the strongest 5 %
-    of log-depth gradients; 0 or below for a correct capture).
+#: Floor on a misfit (1 - cosine) in :func:`lag_gains`, so that a perfect fit does not divide by 0.
+LAG_MISFIT_FLOOR = 1e-3
 
-    Continuous gradients, not binary edges, because the lag moves edges by under a pixel at the
-    check size when the camera walks; ``depth`` should be area-averaged, not nearest-sampled.
+
+def lag_gains(grey_prev: np.ndarray, grey: np.ndarray, depth: np.ndarray) -> list[float]:
+    """Per pair, how much better depth t's boundaries match the colour gradients of RGB t-1 than
+    those of RGB t: the log of the ratio of the misfits (1 - cosine similarity of gradient
+    magnitudes on the strongest 5 % of log-depth gradients) to RGB t and to RGB t-1; 0 or below
+    for a correct capture, exactly 0 for a still image; NaN where depth has too few boundaries.
+
+    A ratio, not a difference of similarities: under a slow camera RGB t-1 and t differ little,
+    so a lagging depth buffer fits t-1 only slightly better in absolute terms but by the same
+    factor as under a fast one (the difference missed a lag over slow shots, and needed a gate on
+    the image change that threw those pairs away).  Continuous gradients, not binary edges,
+    because the lag moves edges by under a pixel at the check size when the camera walks;
+    ``depth`` should be area-averaged, not nearest-sampled.  Consecutive pairs share a frame,
+    whose gradients are computed once.
     """
-    gains = []
+    gains: list[float] = []
+    last: tuple[np.ndarray, np.ndarray] | None = None  # (grey, its gradient magnitude)
+
+    def magnitude(img: np.ndarray) -> np.ndarray:
+        nonlocal last
+        if last is not None and last[0].shape == img.shape and np.array_equal(last[0], img):
+            return last[1]
+        last = (img, gradient_magnitude(img))
+        return last[1]
+
     for gp, g, d in zip(grey_prev, grey, depth):
-        if np.abs(gp.astype(np.float32) - g.astype(np.float32)).mean() < 0.5:
-            continue  # the image did not change: no evidence either way
         dmag = _clear_border(gradient_magnitude(np.log(np.where(d > 0, d, 1000.0))), MAX_SHIFT // 2)
         strong = dmag > np.percentile(dmag, 95)
         if strong.sum() < MIN_EDGE_PIXELS // 3:
+            gains.append(float("nan"))
             continue
         w = dmag[strong]
-        gains.append(_cosine(w, gradient_magnitude(gp)[strong]) - _cosine(w, gradient_magnitude(g)[strong]))
-    return float(np.median(gains)) if gains else 0.0
+        misfit_prev = max(1.0 - _cosine(w, magnitude(gp)[strong]), LAG_MISFIT_FLOOR)
+        misfit_cur = max(1.0 - _cosine(w, magnitude(g)[strong]), LAG_MISFIT_FLOOR)
+        gains.append(float(np.log(misfit_cur / misfit_prev)))
+    return gains
+
+
+def depth_lag(grey_prev: np.ndarray, grey: np.ndarray, depth: np.ndarray, votes: int = 3) -> float:
+    """The ``votes``-th largest of :func:`lag_gains` over frame pairs (0 or below = no lag): a lag
+    that lasts a few frames of a clip counts, one odd pair does not."""
+    return kth_largest(lag_gains(grey_prev, grey, depth), votes)
 
 
 def frozen_depth(

@@ -177,17 +177,18 @@ class ScoringStage:
         fine = self._pair_frames(clip, cfg.lag_pairs) if paired else None
         if cfg.edge_misalignment.enabled:
             if fine is not None:
-                out["edge_misalignment"] = checks.edge_misalignment(fine.grey, fine.depth_nearest)
+                out["edge_misalignment"] = checks.edge_misalignment(fine.grey, fine.depth_nearest, cfg.pair_votes)
             else:
-                out["edge_misalignment"] = checks.edge_misalignment(grey[c], depth[c])
+                out["edge_misalignment"] = checks.edge_misalignment(grey[c], depth[c], cfg.pair_votes)
         if cfg.depth_lag.enabled:
             if not pairs:
                 out["depth_lag"] = 0.0
             elif fine is not None:
-                out["depth_lag"] = checks.depth_lag(fine.grey_prev, fine.grey, fine.depth_area)
+                out["depth_lag"] = checks.depth_lag(fine.grey_prev, fine.grey, fine.depth_area, cfg.pair_votes)
             else:
                 out["depth_lag"] = checks.depth_lag(grey[p], grey[c],
-                                                    self._depth_at(clip, cur, grey.shape[1:], cv2.INTER_AREA))
+                                                    self._depth_at(clip, cur, grey.shape[1:], cv2.INTER_AREA),
+                                                    cfg.pair_votes)
         if cfg.frozen_depth.enabled:
             out["frozen_depth"] = checks.frozen_depth(grey[p], grey[c], depth[p], depth[c]) if pairs else 0.0
         if cfg.static_overlay.enabled:

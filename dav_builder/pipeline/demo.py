@@ -1,5 +1,6 @@
 """The built-in demo: a few small captures from the synthetic engine, with every kind of event
-(cuts, fades, a menu) and a share of planted defects, so a first build shows every drop reason."""
+(cuts, fades, a menu, frames without depth).  No defects are planted, so a clip that a
+model-free check drops here is a false alarm (``dav-render --defects`` plants them)."""
 
 from __future__ import annotations
 
