@@ -59,13 +59,14 @@ def test_edge_misalignment_sees_depth_from_another_camera():
 def test_depth_lag_sees_depth_one_frame_late():
     g, d = frames(5)
     _, dl = frames(5, lag=True)
-    clean = checks.depth_lag(g[:-1], g[1:], d[1:])
-    lagged = checks.depth_lag(g[:-1], g[1:], dl[1:])
+    clean = checks.depth_lag(g[:-2], g[1:-1], g[2:], d[1:-1], d[2:])
+    lagged = checks.depth_lag(g[:-2], g[1:-1], g[2:], dl[1:-1], dl[2:])
     assert clean <= 0 and lagged > ScoringConfig().depth_lag.threshold
 
 
 def test_a_few_misaligned_or_lagging_frames_count_but_one_odd_frame_does_not():
-    # 8 frames; the defect covers the last `bad` of them: with 3 votes, 3 bad frames are enough
+    # 9 frames; the defect covers the last `bad` of them: with 3 votes, 3 misaligned frames are
+    # enough, and 4 lagging ones (the first lagging frame repeats the depth before it: no vote)
     g, d = frames(9)
     _, ds = frames(9, shift=4)
     _, dl = frames(9, lag=True)
@@ -74,11 +75,13 @@ def test_a_few_misaligned_or_lagging_frames_count_but_one_odd_frame_does_not():
         mixed = np.concatenate([d[: 9 - bad], ds[9 - bad :]])
         score = checks.edge_misalignment(g, mixed, votes=3)
         assert (score > cfg.edge_misalignment.threshold) is flagged, (bad, score)
+    for bad, flagged in ((2, False), (3, False), (4, True)):
         lagged = np.concatenate([d[: 9 - bad], dl[9 - bad :]])
-        score = checks.depth_lag(g[:-1], g[1:], lagged[1:], votes=3)
+        score = checks.depth_lag(g[:-2], g[1:-1], g[2:], lagged[1:-1], lagged[2:], votes=3)
         assert (score > cfg.depth_lag.threshold) is flagged, (bad, score)
-    # a still image says nothing about lag: exactly 0, whatever the depth
-    assert checks.lag_gains(g[:2], g[:2], dl[1:3]) == [0.0, 0.0]
+    # a still image or frozen depth says nothing about lag (NaN: no vote either way)
+    assert np.isnan(checks.lag_gains(g[:2], g[:2], g[:2], d[1:3], d[2:4])).all()
+    assert np.isnan(checks.lag_gains(g[:2], g[1:3], g[2:4], d[1:3], d[1:3])).all()
     # a median would have missed the three-frame defect
     assert np.median([checks.chamfer_gap(a, b) for a, b in zip(g, np.concatenate([d[:6], ds[6:]]))]) < 0.05
 

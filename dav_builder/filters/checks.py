@@ -14,8 +14,9 @@ correct capture every depth discontinuity lies on a colour edge of the same fram
 - :func:`edge_misalignment`: how much closer depth discontinuities come to colour edges when
   displaced as another camera would displace them (a constant shift plus parallax) than where
   they are (chamfer distance; depth from another camera).
-- :func:`depth_lag`: how much better depth t's boundaries match the colour gradients of the
-  *previous* RGB frame than its own (depth that lags by a frame lines up with the previous image).
+- :func:`depth_lag`: how much better the change of depth from frame t-1 to t matches the change
+  of RGB a frame *earlier* than the change of RGB at the same time (depth that lags by a frame
+  changes when the image changed a frame before).
 - :func:`frozen_depth`: share of frame pairs whose depth does not change while the RGB does.
 - :func:`static_overlay`: share of the image made of colour corners that stay put while the scene
   under them moves (predicted from depth and camera poses): a HUD drawn on RGB but not in depth.
@@ -184,14 +185,6 @@ def edge_misalignment(grey: np.ndarray, depth: np.ndarray, votes: int = 3) -> fl
     return kth_largest([chamfer_gap(g, d) for g, d in zip(grey, depth)], votes)
 
 
-def gradient_magnitude(img: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Sobel gradient magnitude of a lightly smoothed float image."""
-    img = cv2.GaussianBlur(np.asarray(img, np.float32), (0, 0), sigma)
-    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1)
-    return np.sqrt(gx * gx + gy * gy)
-
-
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     den = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum()) / den if den > 0 else 0.0
@@ -199,49 +192,49 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 #: Floor on a misfit (1 - cosine) in :func:`lag_gains`, so that a perfect fit does not divide by 0.
 LAG_MISFIT_FLOOR = 1e-3
+#: Largest change of log depth between two frames under which depth counts as unchanged.
+LAG_MIN_DEPTH_CHANGE = 1e-3
 
 
-def lag_gains(grey_prev: np.ndarray, grey: np.ndarray, depth: np.ndarray) -> list[float]:
-    """Per pair, how much better depth t's boundaries match the colour gradients of RGB t-1 than
-    those of RGB t: the log of the ratio of the misfits (1 - cosine similarity of gradient
-    magnitudes on the strongest 5 % of log-depth gradients) to RGB t and to RGB t-1; 0 or below
-    for a correct capture, exactly 0 for a still image; NaN where depth has too few boundaries.
+def _change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Where two frames differ: the absolute difference, lightly smoothed (sub-pixel motion
+    shows as a band along each moving edge, which the smoothing makes overlap between frames)."""
+    return cv2.GaussianBlur(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)), (5, 5), 1.0)
 
-    A ratio, not a difference of similarities: under a slow camera RGB t-1 and t differ little,
-    so a lagging depth buffer fits t-1 only slightly better in absolute terms but by the same
-    factor as under a fast one (the difference missed a lag over slow shots, and needed a gate on
-    the image change that threw those pairs away).  Continuous gradients, not binary edges,
-    because the lag moves edges by under a pixel at the check size when the camera walks;
-    ``depth`` should be area-averaged, not nearest-sampled.  Consecutive pairs share a frame,
-    whose gradients are computed once.
+
+def lag_gains(grey_before: np.ndarray, grey_prev: np.ndarray, grey: np.ndarray,
+              depth_prev: np.ndarray, depth: np.ndarray) -> list[float]:
+    """Per frame triple (t-2, t-1, t): how much better the change of depth from t-1 to t matches
+    the change of RGB from t-2 to t-1 than the change of RGB from t-1 to t.  The log of the ratio
+    of the misfits (1 - cosine similarity of the change maps) to the RGB change t-1 -> t and to
+    t-2 -> t-1; below 0 for a correct capture, where depth changes where and when the image
+    does; above 0 for depth one frame late, whose change t-1 -> t is the image's change a frame
+    earlier.  NaN where depth or either RGB change is nil (a still image, frozen depth: no evidence).
+
+    Changes over time, not the positions of edges in one frame: a lag moves edges by under a
+    pixel when the camera walks slowly, but the *regions* that change (a moving object's swept
+    band, a parallax band along every boundary) still come a frame late.  A ratio, not a
+    difference: under a slow camera both fits are close in absolute terms but not in ratio.
+    ``depth`` should be area-averaged, not nearest-sampled.
     """
     gains: list[float] = []
-    last: tuple[np.ndarray, np.ndarray] | None = None  # (grey, its gradient magnitude)
-
-    def magnitude(img: np.ndarray) -> np.ndarray:
-        nonlocal last
-        if last is not None and last[0].shape == img.shape and np.array_equal(last[0], img):
-            return last[1]
-        last = (img, gradient_magnitude(img))
-        return last[1]
-
-    for gp, g, d in zip(grey_prev, grey, depth):
-        dmag = _clear_border(gradient_magnitude(np.log(np.where(d > 0, d, 1000.0))), MAX_SHIFT // 2)
-        strong = dmag > np.percentile(dmag, 95)
-        if strong.sum() < MIN_EDGE_PIXELS // 3:
+    for gb, gp, g, dp, d in zip(grey_before, grey_prev, grey, depth_prev, depth):
+        dchange = _change(np.log(np.where(dp > 0, dp, 1000.0)), np.log(np.where(d > 0, d, 1000.0)))
+        now, before = _change(gp, g), _change(gb, gp)
+        if dchange.max() < LAG_MIN_DEPTH_CHANGE or not now.any() or not before.any():
             gains.append(float("nan"))
             continue
-        w = dmag[strong]
-        misfit_prev = max(1.0 - _cosine(w, magnitude(gp)[strong]), LAG_MISFIT_FLOOR)
-        misfit_cur = max(1.0 - _cosine(w, magnitude(g)[strong]), LAG_MISFIT_FLOOR)
-        gains.append(float(np.log(misfit_cur / misfit_prev)))
+        misfit_now = max(1.0 - _cosine(dchange, now), LAG_MISFIT_FLOOR)
+        misfit_before = max(1.0 - _cosine(dchange, before), LAG_MISFIT_FLOOR)
+        gains.append(float(np.log(misfit_now / misfit_before)))
     return gains
 
 
-def depth_lag(grey_prev: np.ndarray, grey: np.ndarray, depth: np.ndarray, votes: int = 3) -> float:
-    """The ``votes``-th largest of :func:`lag_gains` over frame pairs (0 or below = no lag): a lag
-    that lasts a few frames of a clip counts, one odd pair does not."""
-    return kth_largest(lag_gains(grey_prev, grey, depth), votes)
+def depth_lag(grey_before: np.ndarray, grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray,
+              depth: np.ndarray, votes: int = 3) -> float:
+    """The ``votes``-th largest of :func:`lag_gains` over frame triples (0 or below = no lag): a
+    lag that lasts a few frames of a clip counts, one odd triple does not."""
+    return kth_largest(lag_gains(grey_before, grey_prev, grey, depth_prev, depth), votes)
 
 
 def frozen_depth(

@@ -56,7 +56,7 @@ def _edge_default() -> CheckConfig:
 
 
 def _lag_default() -> CheckConfig:
-    return CheckConfig(True, 0.05735)
+    return CheckConfig(True, 0.04092)
 
 
 def _frozen_default() -> CheckConfig:
@@ -76,11 +76,11 @@ class ScoringConfig:
     check_frames: int = 32
     """Consecutive frame pairs, spread over the clip, that the model-free checks look at."""
     lag_pairs: int = 16
-    """Frame pairs (t-1, t), spread over the clip, that ``depth_lag`` (both frames) and
+    """Frames t, spread over the clip, that ``depth_lag`` (with frames t-1 and t-2) and
     ``edge_misalignment`` (frame t) look at with up to ``pair_side`` pixels: a lag or a misaligned
     camera moves edges by a pixel or two, which the reduced frames blur away.  dav-build keeps
     these grey frames from its one decode; 0 = use the reduced frames only (weaker).  16 looks at
-    every pair of a 16-frame clip and every other pair of a 32-frame one."""
+    every frame t >= 1 of a 16-frame clip and every other one of a 32-frame one."""
     pair_votes: int = 3
     """How many of those pairs must show misalignment or lag: the score of ``edge_misalignment``
     and ``depth_lag`` is the ``pair_votes``-th largest per-pair score, so a defect that lasts a

@@ -42,15 +42,20 @@ from dav_builder.filters.models import (
 
 @dataclass
 class _PairFrames:
-    """Grey frames t-1 and t (float32, n x h x w) and depth t at the same size, area-averaged
-    (smooth boundaries for gradient tests) and nearest-sampled (sharp ones for edge tests)."""
+    """Grey frames t-2, t-1 and t (float32, n x h x w; t-2 and t-1 clamped at the clip's first
+    frame), and at the same size depth t-1 and t area-averaged (smooth, for change maps) and depth
+    t nearest-sampled (sharp boundaries, for edge tests)."""
 
+    grey_before: np.ndarray
     grey_prev: np.ndarray
     grey: np.ndarray
+    depth_area_prev: np.ndarray
     depth_area: np.ndarray
     depth_nearest: np.ndarray
 
 
+#: RGB -> grey (Rec. 601 luma).
+GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 CHECKS = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay")
 SCORE_NAMES = ("depth_score", "semantic_score") + CHECKS
 
@@ -168,7 +173,7 @@ class ScoringStage:
         prev = [max(0, i - 1) for i in cur]
         pos = sorted(set(cur) | set(prev))
         rgb, depth = self._frames(clip, pos, cfg.check_side)
-        grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        grey = rgb.astype(np.float32) @ GREY_WEIGHTS
         at = {p: k for k, p in enumerate(pos)}
         c, p = [at[i] for i in cur], [at[i] for i in prev]
         pairs = T > 1
@@ -184,11 +189,15 @@ class ScoringStage:
             if not pairs:
                 out["depth_lag"] = 0.0
             elif fine is not None:
-                out["depth_lag"] = checks.depth_lag(fine.grey_prev, fine.grey, fine.depth_area, cfg.pair_votes)
+                out["depth_lag"] = checks.depth_lag(fine.grey_before, fine.grey_prev, fine.grey,
+                                                    fine.depth_area_prev, fine.depth_area, cfg.pair_votes)
             else:
-                out["depth_lag"] = checks.depth_lag(grey[p], grey[c],
-                                                    self._depth_at(clip, cur, grey.shape[1:], cv2.INTER_AREA),
-                                                    cfg.pair_votes)
+                before, _ = self._frames(clip, [max(0, i - 2) for i in cur], cfg.check_side)
+                size = grey.shape[1:]
+                out["depth_lag"] = checks.depth_lag(
+                    before.astype(np.float32) @ GREY_WEIGHTS, grey[p], grey[c],
+                    self._depth_at(clip, prev, size, cv2.INTER_AREA), self._depth_at(clip, cur, size, cv2.INTER_AREA),
+                    cfg.pair_votes)
         if cfg.frozen_depth.enabled:
             out["frozen_depth"] = checks.frozen_depth(grey[p], grey[c], depth[p], depth[c]) if pairs else 0.0
         if cfg.static_overlay.enabled:
@@ -216,22 +225,25 @@ class ScoringStage:
         return worst
 
     def _pair_frames(self, clip: Clip, n_pairs: int) -> "_PairFrames":
-        """``n_pairs`` (t-1, t) frame pairs spread over the clip, at up to ``pair_side`` (a lag or a
-        misaligned camera moves edges by a pixel or two, which the splitter's reduced frames blur
-        away): the grey frames kept from reading, or decoded again when the clip has none.  A
-        one-frame clip gives its frame without a pair."""
+        """``n_pairs`` frames t spread over the clip with the two before each (t-1, t-2), at up to
+        ``pair_side`` (a lag or a misaligned camera moves edges by a pixel or two, which the
+        splitter's reduced frames blur away): the grey frames kept from reading, or decoded again
+        when the clip has none.  A one-frame clip gives its frame without a pair."""
         T = clip.num_frames
         cur = sorted({int(round(x)) for x in np.linspace(1, T - 1, min(n_pairs, T - 1))}) if T > 1 else [0]
+        prev = [max(0, i - 1) for i in cur]
+        before = [max(0, i - 2) for i in cur]
         kept = clip.grey_fine is not None and len(clip.grey_fine) == T
         grey = {}
-        for i in sorted(set(cur) | {max(0, i - 1) for i in cur}):
+        for i in sorted(set(cur) | set(prev) | set(before)):
             if kept:  # kept from reading: no second decode
                 g = clip.grey_fine[i]  # type: ignore[index]
             else:
                 _, g = decode_levels(clip.rgb[i], f"{clip.clip_id}#{i}", 0, self.cfg.pair_side)
             grey[i] = np.asarray(g, np.float32)
         size = grey[cur[0]].shape
-        return _PairFrames(np.stack([grey[max(0, i - 1)] for i in cur]), np.stack([grey[i] for i in cur]),
+        return _PairFrames(np.stack([grey[i] for i in before]), np.stack([grey[i] for i in prev]),
+                           np.stack([grey[i] for i in cur]), self._depth_at(clip, prev, size, cv2.INTER_AREA),
                            self._depth_at(clip, cur, size, cv2.INTER_AREA),
                            self._depth_at(clip, cur, size, cv2.INTER_NEAREST))
 
