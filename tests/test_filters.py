@@ -104,6 +104,30 @@ def test_frozen_depth_counts_pairs_with_unchanged_depth():
     assert checks.frozen_depth(same[:-1], same[1:], frozen[:-1], frozen[1:]) == 0
 
 
+def test_frozen_depth_counts_a_camera_walking_at_a_plain_wall_by_its_poses():
+    # the image does not change (a plain wall), the camera walks 0.1 m a frame towards it
+    n, h, w = 5, 36, 64
+    grey = np.full((n, h, w), 90.0, np.float32)
+    K = np.stack([np.array([[50.0, 0, w / 2], [0, 50.0, h / 2], [0, 0, 1]])] * n)
+    poses = np.stack([np.eye(4)] * n)
+    poses[:, 2, 3] = 0.1 * np.arange(n)  # the camera looks along +z
+    right = np.stack([np.full((h, w), 3.0 - 0.1 * t, np.float32) for t in range(n)])
+    frozen = np.repeat(right[:1], n, axis=0)
+
+    def score(depth, cam_poses, with_cameras=True):
+        Kp = np.stack([K[:-1], K[1:]], 1) if with_cameras else None
+        Pp = np.stack([cam_poses[:-1], cam_poses[1:]], 1) if with_cameras else None
+        return checks.frozen_depth(grey[:-1], grey[1:], depth[:-1], depth[1:], Kp, Pp)
+
+    assert score(frozen, poses) == 1.0
+    assert score(right, poses) == 0.0
+    assert score(frozen, poses, with_cameras=False) == 0.0  # without poses a still image says nothing
+    assert score(frozen, np.stack([np.eye(4)] * n)) == 0.0  # a still camera: frozen depth is right
+    sideways = np.stack([np.eye(4)] * n)
+    sideways[:, 0, 3] = 0.1 * np.arange(n)  # sliding along the wall: its depth does not change
+    assert checks.pose_depth_change(frozen[0], K[0], K[1], sideways[0], sideways[1]) == 0.0
+
+
 def test_static_overlay_sees_a_hud_over_a_moving_scene():
     h, w = 96, 128
     rng = np.random.default_rng(1)

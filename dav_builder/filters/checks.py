@@ -237,20 +237,54 @@ def depth_lag(grey_before: np.ndarray, grey_prev: np.ndarray, grey: np.ndarray, 
     return kth_largest(lag_gains(grey_before, grey_prev, grey, depth_prev, depth), votes)
 
 
+#: Share of pixels whose depth, by the camera poses, must change between two frames for the pair
+#: to count as moving in :func:`frozen_depth` when the image itself hardly changes.
+FROZEN_POSE_CHANGE = 0.05
+
+
+def pose_depth_change(depth_prev: np.ndarray, K_prev: np.ndarray, K: np.ndarray, pose_prev: np.ndarray,
+                      pose: np.ndarray, rel: float = 1e-3) -> float:
+    """Share of pixels whose depth should change by more than ``rel`` (relative) from one frame
+    to the next, by the camera poses: depth t-1 carried into frame t (a static scene) and compared
+    pixel by pixel.  0 for a still camera, and for one sliding sideways over a floor."""
+    from dav_builder.model.metrics import project
+
+    h, w = depth_prev.shape
+    u, v, z = project(depth_prev.astype(np.float64), K_prev, K, pose_prev, pose)
+    with np.errstate(invalid="ignore"):
+        ok = (depth_prev > 0) & (z > 0) & (u > -0.5) & (u < w - 0.5) & (v > -0.5) & (v < h - 0.5)
+    if not ok.any():
+        return 0.0
+    pred = np.zeros((h, w))
+    pred[np.rint(v[ok]).astype(np.intp), np.rint(u[ok]).astype(np.intp)] = z[ok]
+    both = (pred > 0) & (depth_prev > 0)
+    if not both.any():
+        return 0.0
+    return float((np.abs(np.log(pred[both]) - np.log(depth_prev[both])) > rel).mean())
+
+
 def frozen_depth(
     grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray, depth: np.ndarray,
+    K: np.ndarray | None = None, poses: np.ndarray | None = None,
     rgb_min_change: float = 0.2, min_changed: float = 1e-4,
 ) -> float:
-    """Share of (t-1, t) pairs whose RGB changes by > ``rgb_min_change`` grey levels on average
-    while fewer than ``min_changed`` of the valid depth pixels change by more than 0.1 %.
+    """Share of moving (t-1, t) pairs whose depth does not change: fewer than ``min_changed`` of
+    the valid depth pixels change by more than 0.1 %.  A pair is moving when its RGB changes by
+    more than ``rgb_min_change`` grey levels on average or, with intrinsics ``K`` and camera
+    ``poses`` (n, 2, ...: t-1 and t), when the poses say that at least
+    :data:`FROZEN_POSE_CHANGE` of the depth should change: a camera walking past a plain wall
+    changes the image by a tenth of a grey level but its depth everywhere.
 
     Counting changed pixels (not a median) matters: a camera moving over a ground plane leaves
     most ground pixels at the same depth, yet objects and walls change.
     """
     frozen = moving = 0
-    for gp, g, dp, d in zip(grey_prev, grey, depth_prev, depth):
+    for k, (gp, g, dp, d) in enumerate(zip(grey_prev, grey, depth_prev, depth)):
         if np.abs(g.astype(np.float32) - gp.astype(np.float32)).mean() <= rgb_min_change:
-            continue
+            if K is None or poses is None or not np.isfinite(poses[k]).all():
+                continue
+            if pose_depth_change(dp, K[k][0], K[k][1], poses[k][0], poses[k][1]) < FROZEN_POSE_CHANGE:
+                continue
         moving += 1
         valid = (d > 0) & (dp > 0)
         if not valid.any():

@@ -198,22 +198,32 @@ class ScoringStage:
                     before.astype(np.float32) @ GREY_WEIGHTS, grey[p], grey[c],
                     self._depth_at(clip, prev, size, cv2.INTER_AREA), self._depth_at(clip, cur, size, cv2.INTER_AREA),
                     cfg.pair_votes)
+        K, poses = self._cameras(clip, pos, grey.shape[1:])
         if cfg.frozen_depth.enabled:
-            out["frozen_depth"] = checks.frozen_depth(grey[p], grey[c], depth[p], depth[c]) if pairs else 0.0
+            out["frozen_depth"] = checks.frozen_depth(
+                grey[p], grey[c], depth[p], depth[c], None if K is None else np.stack([K[p], K[c]], 1),
+                None if poses is None else np.stack([poses[p], poses[c]], 1)) if pairs else 0.0
         if cfg.static_overlay.enabled:
-            out["static_overlay"] = self._overlay(clip, pos, grey, depth) if pairs else 0.0
+            out["static_overlay"] = self._overlay(pos, grey, depth, K, poses) if pairs else 0.0
         return out
 
     @staticmethod
-    def _overlay(clip: Clip, pos: list[int], grey: np.ndarray, depth: np.ndarray) -> float:
-        """:func:`checks.static_overlay` over the runs of consecutive frames among ``pos``."""
-        h, w = grey.shape[1:]
+    def _cameras(clip: Clip, pos: list[int], size: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Intrinsics scaled to frames of ``size`` (h, w), and camera-to-world poses, of some
+        frames (None where the clip has none)."""
+        h, w = size
         K = None
         if clip.K is not None:
             K = np.asarray(clip.K, np.float64)[pos].copy()
             K[:, 0] *= w / clip.width
             K[:, 1] *= h / clip.height
         poses = None if clip.cam_to_world is None else np.asarray(clip.cam_to_world, np.float64)[pos]
+        return K, poses
+
+    @staticmethod
+    def _overlay(pos: list[int], grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None,
+                 poses: np.ndarray | None) -> float:
+        """:func:`checks.static_overlay` over the runs of consecutive frames among ``pos``."""
         worst, start = 0.0, 0
         for k in range(1, len(pos) + 1):
             if k == len(pos) or pos[k] != pos[k - 1] + 1:  # a run of consecutive frames ends
