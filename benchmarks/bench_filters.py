@@ -77,6 +77,11 @@ def _code_key() -> str:
     return h.hexdigest()[:16]
 
 
+#: Taken once, right after the imports: the key names the code this process runs, even if the
+#: files change on disk while it scores.
+CODE_KEY = _code_key()
+
+
 def score_set(seed: int, n: int, frames: int, work: Path) -> list[tuple[dict, dict[str, int]]]:
     """Renders seed ``seed`` (once) and scores its clips; the scores are cached beside the captures."""
     root = work / f"seed{seed}"
@@ -86,7 +91,7 @@ def score_set(seed: int, n: int, frames: int, work: Path) -> list[tuple[dict, di
         cfg = RenderConfig(scenes=n, frames=frames, seed=seed, defects=tuple(DEFECT_CHECK), defect_rate=0.6)
         render_captures(root, cfg, progress=True)
         done.write_text(json.dumps({"scenes": n, "frames": frames}))
-    cache = root / f".scores-{_code_key()}.json"
+    cache = root / f".scores-{CODE_KEY}.json"
     if cache.exists():
         return [(s, lab) for s, lab in json.loads(cache.read_text())]
     stage = ScoringStage(ScoringConfig())

@@ -18,6 +18,8 @@ from dav_builder.capture.base import FrameError
 #: Decompression-bomb limit: an image whose header claims more pixels is refused before decoding.
 MAX_PIXELS = 100_000_000
 DEPTH_ENCODINGS = ("exr", "npy", "png16", "raw")
+#: RGB -> grey (Rec. 601 luma, as OpenCV's RGB2GRAY), for grey levels from RGB arrays.
+GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 #: How far from the end of an image file its end marker may be (trailing padding).
 _END_SLACK = 64
 

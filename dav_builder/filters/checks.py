@@ -218,9 +218,22 @@ def lag_gains(grey_before: np.ndarray, grey_prev: np.ndarray, grey: np.ndarray,
     ``depth`` should be area-averaged, not nearest-sampled.
     """
     gains: list[float] = []
+    # consecutive triples share frames: triple k's RGB change t-1 -> t is triple k+1's change
+    # before, and its depth t is the next depth t-1; those are reused, not computed again
+    last: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def log_depth(x: np.ndarray) -> np.ndarray:
+        if last is not None and np.array_equal(last[3], x):
+            return last[4]
+        return np.log(np.where(x > 0, x, 1000.0))
+
     for gb, gp, g, dp, d in zip(grey_before, grey_prev, grey, depth_prev, depth):
-        dchange = _change(np.log(np.where(dp > 0, dp, 1000.0)), np.log(np.where(d > 0, d, 1000.0)))
-        now, before = _change(gp, g), _change(gb, gp)
+        reuse = last is not None and np.array_equal(last[0], gb) and np.array_equal(last[1], gp)
+        before = last[2] if reuse else _change(gb, gp)  # type: ignore[index]
+        logd = np.log(np.where(d > 0, d, 1000.0))
+        dchange = _change(log_depth(dp), logd)
+        now = _change(gp, g)
+        last = (gp, g, now, d, logd)
         if dchange.max() < LAG_MIN_DEPTH_CHANGE or not now.any() or not before.any():
             gains.append(float("nan"))
             continue

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dav_builder.capture.imageio import decode_levels, decode_rgb_small
+from dav_builder.capture.imageio import GREY_WEIGHTS, decode_levels, decode_rgb_small
 from dav_builder.clip import Clip
 from dav_builder.filters import align, checks
 from dav_builder.filters.config import ScoringConfig
@@ -54,8 +54,6 @@ class _PairFrames:
     depth_nearest: np.ndarray
 
 
-#: RGB -> grey (Rec. 601 luma).
-GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 CHECKS = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay")
 SCORE_NAMES = ("depth_score", "semantic_score") + CHECKS
 
@@ -252,10 +250,11 @@ class ScoringStage:
                 _, g = decode_levels(clip.rgb[i], f"{clip.clip_id}#{i}", 0, self.cfg.pair_side)
             grey[i] = np.asarray(g, np.float32)
         size = grey[cur[0]].shape
+        both = sorted(set(cur) | set(prev))  # mostly the same frames: each resized once
+        area = dict(zip(both, self._depth_at(clip, both, size, cv2.INTER_AREA)))
         return _PairFrames(np.stack([grey[i] for i in before]), np.stack([grey[i] for i in prev]),
-                           np.stack([grey[i] for i in cur]), self._depth_at(clip, prev, size, cv2.INTER_AREA),
-                           self._depth_at(clip, cur, size, cv2.INTER_AREA),
-                           self._depth_at(clip, cur, size, cv2.INTER_NEAREST))
+                           np.stack([grey[i] for i in cur]), np.stack([area[i] for i in prev]),
+                           np.stack([area[i] for i in cur]), self._depth_at(clip, cur, size, cv2.INTER_NEAREST))
 
     @staticmethod
     def _depth_at(clip: Clip, positions: list[int], size: tuple[int, int], interpolation: int) -> np.ndarray:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dav_builder.capture.imageio import GREY_WEIGHTS
+
 
 def clip_lengths_for_remainder(remaining: int, lengths: tuple[int, ...]) -> list[int]:
     """Cut ``remaining`` frames greedily into the longest configured lengths that fit.
@@ -41,7 +43,7 @@ def plan_scene(scene_len: int, lengths: tuple[int, ...]) -> list[tuple[int, int]
 def luma(rgb_small: np.ndarray) -> float:
     """Mean Rec. 601 luma of an RGB uint8 image, 0..255."""
     f = rgb_small.reshape(-1, 3).astype(np.float32)
-    return float((f @ np.array([0.299, 0.587, 0.114], np.float32)).mean())
+    return float((f @ GREY_WEIGHTS).mean())
 
 
 def pose_step(prev: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
