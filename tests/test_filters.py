@@ -284,6 +284,7 @@ def test_build_scores_with_a_depth_callable_and_a_tiny_clip(captures, tiny_model
     for r in rows:
         assert 0 <= r["depth_score"] <= 1 and -1 <= r["semantic_score"] <= 1 + 1e-6
         assert r["edge_misalignment"] is not None
+        assert r["pose_misfit"] is not None and r["depth_jump"] is not None  # the engine writes poses
     # the same scores are in each clip's json in the shards, dropped or kept
     tar_scores = {}
     for shard in (tmp_path / "ds" / "shards").rglob("*.tar"):
@@ -450,3 +451,119 @@ def test_an_edge_leaving_the_image_is_not_an_overlay(monkeypatch):
     assert checks.static_overlay(g, d, K, poses) == 0.0
     monkeypatch.setattr(checks, "OVERLAY_BORDER", 0)  # the test can fail: without the rule it fires
     assert checks.static_overlay(g, d, K, poses) > 0.0
+
+
+# -- checks against the camera poses -------------------------------------------------------------
+
+
+def plane_depth(K: np.ndarray, cam_to_world: np.ndarray, h: int, w: int, normal, offset: float) -> np.ndarray:
+    """Planar depth of the world plane ``normal . X = offset`` seen by a camera (OpenCV axes)."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.linalg.inv(K) @ np.stack([xs, ys, np.ones_like(xs)]).reshape(3, -1)  # camera z = 1
+    n = np.asarray(normal, np.float64)
+    R, C = cam_to_world[:3, :3], cam_to_world[:3, 3]
+    t = (offset - n @ C) / (n @ (R @ rays))
+    return np.where(t > 0, t, 0.0).reshape(h, w).astype(np.float32)
+
+
+def walk_towards_a_slanted_wall(n: int = 16, h: int = 36, w: int = 64, offset_camera: bool = False,
+                                step: float = 0.05):
+    """K, poses and depth of a camera walking ``step`` metres a frame towards a wall turned 40
+    degrees; with ``offset_camera`` the depth comes from a camera 20 cm to the right and turned 3
+    degrees."""
+    K = np.array([[50.0, 0, w / 2], [0, 50.0, h / 2], [0, 0, 1]])
+    poses = np.stack([np.eye(4)] * n)
+    poses[:, 2, 3] = step * np.arange(n)  # the camera looks along +z
+    a = np.radians(40)
+    normal, offset = (np.sin(a), 0.0, np.cos(a)), 3.0
+    off = np.eye(4)
+    if offset_camera:
+        y = np.radians(3)
+        off[:3, :3] = [[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]]
+        off[0, 3] = 0.2
+    depth = np.stack([plane_depth(K, p @ off, h, w, normal, offset) for p in poses])
+    return np.stack([K] * n), poses, depth
+
+
+def test_pose_misfit_sees_depth_from_another_camera_late_or_frozen_even_on_a_plain_wall():
+    K, poses, depth = walk_towards_a_slanted_wall()
+    threshold = ScoringConfig().pose_misfit.threshold
+    assert checks.pose_misfit(depth, K, poses) < threshold / 10
+    _, _, other = walk_towards_a_slanted_wall(offset_camera=True)
+    assert checks.pose_misfit(other, K, poses) > threshold
+    late = np.concatenate([depth[:1], depth[:-1]])
+    assert checks.pose_misfit(late, K, poses) > threshold
+    frozen = np.repeat(depth[:1], len(depth), axis=0)
+    assert checks.pose_misfit(frozen, K, poses) > threshold
+    # an object close to the camera in one frame (a quarter of it) leaves the median alone
+    near = depth.copy()
+    near[8, :, : 16] = 0.3
+    assert checks.pose_misfit(near, K, poses) < threshold / 10
+    # a still camera: nothing to tell, and nothing wrong
+    still = np.stack([np.eye(4)] * len(depth))
+    assert checks.pose_misfit(frozen, K, still) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_depth_jump_sees_the_one_frame_where_depth_switches_camera():
+    K, poses, depth = walk_towards_a_slanted_wall()
+    _, _, other = walk_towards_a_slanted_wall(offset_camera=True)
+    threshold = ScoringConfig().depth_jump.threshold
+
+    def jump(d, K=K, poses=poses):
+        return checks.depth_jump(d[:-1], d[1:], np.stack([K[:-1], K[1:]], 1), np.stack([poses[:-1], poses[1:]], 1))
+
+    assert jump(depth) < threshold / 10
+    # only the last frame of the clip comes from the other camera: one pair stands out
+    switched = np.concatenate([depth[:-1], other[-1:]])
+    assert jump(switched) > threshold
+    # frozen depth catching up: a slow camera (1 cm a frame) whose depth froze for 8 frames
+    _, slow_poses, slow = walk_towards_a_slanted_wall(step=0.01)
+    caught_up = np.concatenate([np.repeat(slow[:1], 8, axis=0), slow[8:]])
+    assert jump(slow, poses=slow_poses) < threshold / 10 < threshold < jump(caught_up, poses=slow_poses)
+    # an object moving towards the camera disagrees with the poses in every pair alike: no jump
+    moving = depth.copy()
+    moving[:, 10:20, 10:30] = (2.0 - 0.05 * np.arange(len(depth)))[:, None, None]
+    assert jump(moving) < threshold / 10
+    # without neighbouring pairs there is nothing to compare with
+    assert jump(switched[-2:]) == 0.0
+    # when the image jumps in the same pair (a camera through a wall, a cut), it is the scene
+    grey = np.stack([np.full((36, 64), 100.0 + t, np.float32) for t in range(len(depth))])
+    cut = grey.copy()
+    cut[-1] = 20.0
+    pairs = (np.stack([K[:-1], K[1:]], 1), np.stack([poses[:-1], poses[1:]], 1))
+    assert checks.depth_jump(switched[:-1], switched[1:], *pairs, grey[:-1], grey[1:]) > threshold
+    assert checks.depth_jump(switched[:-1], switched[1:], *pairs, cut[:-1], cut[1:]) == 0.0
+
+
+def test_carried_depth_is_exact_for_a_static_scene_and_counts_what_both_frames_see():
+    K, poses, depth = walk_towards_a_slanted_wall(h=24, w=40)
+    err, covisible = checks.carried_log_error(depth[0], depth[5], K[0], K[5], poses[0], poses[5])
+    assert err.size > 0 and float(np.median(err)) < 1e-3 and 0.5 < covisible <= 1.0
+    turned = poses[5].copy()
+    turned[:3, :3] = [[-1, 0, 0], [0, 1, 0], [0, 0, -1]]  # looking back: nothing in common
+    assert checks.two_way_errors(depth[0], depth[5], K[0], K[5], poses[0], turned) is None
+    assert np.isnan(checks.pair_disagreement(depth[0], depth[5], K[0], K[5], poses[0], turned))
+
+
+def test_the_stage_scores_the_pose_checks_and_leaves_them_null_without_poses():
+    from dav_builder.clip import Clip
+    from dav_builder.filters.stage import ScoringStage
+
+    K, poses, depth = walk_towards_a_slanted_wall(h=36, w=64)
+    _, _, other = walk_towards_a_slanted_wall(h=36, w=64, offset_camera=True)
+    grey = np.stack([cv2.GaussianBlur(np.random.default_rng(t).uniform(0, 255, (36, 64)), (0, 0), 2)
+                     for t in range(len(depth))]).astype(np.uint8)
+    rgb_small = np.repeat(grey[..., None], 3, axis=-1)
+    rgb = [cv2.imencode(".png", g)[1].tobytes() for g in grey]
+
+    def clip(d, cam_to_world):
+        return Clip(clip_id="c", capture="cap", frame_indices=list(range(len(d))), fps=30.0, height=36, width=64,
+                    rgb=rgb, depth=d, K=K, cam_to_world=cam_to_world, rgb_small=rgb_small)
+
+    stage = ScoringStage(ScoringConfig())
+    right = stage._checks(clip(depth, poses))
+    wrong = stage._checks(clip(other, poses))
+    assert right["pose_misfit"] < stage.cfg.pose_misfit.threshold < wrong["pose_misfit"]
+    unposed = stage._checks(clip(other, None))
+    assert unposed["pose_misfit"] is None and unposed["depth_jump"] is None
+    assert decide(dict(unposed, depth_score=None, semantic_score=None), stage.cfg)[1] != "pose_misfit"

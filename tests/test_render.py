@@ -129,6 +129,34 @@ def test_planted_defects_are_written_with_their_ground_truth(tmp_path):
     span = range(frozen["first_frame"], frozen["last_frame"] + 1)
     depths = [np.load(root / "depth" / f"{i:06d}.npy") for i in span]
     assert all(np.array_equal(depths[0], x) for x in depths[1:]) and len(depths) >= 2
+    # how wrong each defective frame came out, frame by frame: frozen depth's first frame is right
+    for d in defects:
+        n = d["last_frame"] - d["first_frame"] + 1
+        assert len(d["params"]["frame_wrong"]) == len(d["params"]["frame_abs_rel"]) == n
+    assert frozen["params"]["frame_wrong"][0] == 0.0 and max(frozen["params"]["frame_wrong"]) > 0.0
+    misaligned = next(d for d in defects if d["type"] == "misaligned")
+    assert min(misaligned["params"]["frame_abs_rel"]) > 0.0
+    hud = next(d for d in defects if d["type"] == "hud")
+    assert all(0.0 < w < 0.5 for w in hud["params"]["frame_wrong"])  # pixels drawn over by the HUD
     nearfar = next(d for d in defects if d["type"] == "wrong_nearfar")
     written = json.loads((root / "capture.json").read_text())["depth"]["far"]
     assert written == pytest.approx(nearfar["params"]["written_far"]) != nearfar["params"]["true_far"]
+
+
+def test_the_ground_truth_measures_how_wrong_a_frame_is_in_metres():
+    from dav_builder.capture.depth import from_planar_metres
+    from dav_builder.render.truth import depth_error, depth_error_planes
+
+    n, f = 0.1, 150.0
+    true = np.full((4, 10), 2.0)
+    true[:, 0] = 0.0  # no depth: sky
+    off = true.copy()
+    off[:, 1:3] = 2.2  # 10 % too far on 8 of 40 pixels
+    off[0, 0] = 3.0  # depth where there is none
+    gl = lambda z: np.where(z > 0, from_planar_metres(np.where(z > 0, z, 1.0), "gl", near=n, far=f), 1.0)
+    assert depth_error(gl(true), gl(true), n, f) == {"abs_rel": 0.0, "wrong": 0.0}
+    err = depth_error(gl(off), gl(true), n, f)
+    assert err["wrong"] == pytest.approx(9 / 40) and err["abs_rel"] == pytest.approx(0.1 * 8 / 36, rel=1e-3)
+    # the same buffer read with twice the far plane: nearly right up close, wrong far away
+    assert depth_error_planes(gl(true), n, 2 * f, f)["abs_rel"] < 0.01
+    assert depth_error_planes(gl(np.full((2, 2), 60.0)), n, 2 * f, f)["wrong"] == 1.0

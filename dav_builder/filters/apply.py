@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dav_builder.filters.config import ScoringConfig
-from dav_builder.filters.stage import SCORE_NAMES, decide
+from dav_builder.filters.stage import CHECKS, SCORE_NAMES, decide
 from dav_builder.shards.manifest import read_manifest, write_manifest
 from dav_builder.shards.tario import iter_tar_samples
 from dav_builder.shards.writer import BucketShardWriter, ShardLimits, atomic_write_json
@@ -86,8 +86,7 @@ def apply_thresholds(src: Path, dst: Path, cfg: ScoringConfig, limits: ShardLimi
         "clips_kept": sum(1 for r in new_rows if r["keep"]),
         "clips_dropped": dict(sorted(dropped.items())),
         "thresholds": {"depth": cfg.depth.threshold, "semantic": cfg.clip.threshold,
-                       **{n: getattr(cfg, n).threshold for n in ("edge_misalignment", "depth_lag", "frozen_depth",
-                                                                 "static_overlay") if getattr(cfg, n).enabled}},
+                       **{n: getattr(cfg, n).threshold for n in CHECKS if getattr(cfg, n).enabled}},
         "seconds": round(time.perf_counter() - t0, 3),
         "complete": True,
     }

@@ -20,6 +20,13 @@ correct capture every depth discontinuity lies on a colour edge of the same fram
 - :func:`frozen_depth`: share of frame pairs whose depth does not change while the RGB does.
 - :func:`static_overlay`: share of the image made of colour corners that stay put while the scene
   under them moves (predicted from depth and camera poses): a HUD drawn on RGB but not in depth.
+- :func:`pose_misfit`: how far depth disagrees with the camera poses between frames far apart in
+  the clip (median over the image): depth from a camera offset from the RGB camera, depth a frame
+  late, frozen depth, seen through the camera's own motion.
+- :func:`depth_jump`: a frame pair whose depth disagrees with the camera poses far more than the
+  pairs around it: depth that switches to another camera or catches up after freezing or lagging
+  (the first or last frames of a defect, which the checks above need several frames to see), a
+  cut missed inside a clip, a pose glitch.
 """
 
 from __future__ import annotations
@@ -373,4 +380,142 @@ def static_overlay(grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None, ca
         still = (g.max(0) - g.min(0)) < OVERLAY_STILL
         strong = corners[a : b + 1].min(0) > CORNER_MIN
         worst = max(worst, float((still & strong & moving).mean()))
+    return worst
+
+
+#: Relative depth difference above which a pixel disagrees with the other frame in :func:`depth_jump`.
+JUMP_REL = 0.01
+#: Frame pairs with fewer of their pixels seen in both frames say nothing to :func:`pose_misfit`
+#: and :func:`depth_jump` (the camera came out of an object, or turned away).
+JUMP_MIN_COVISIBLE = 0.25
+
+
+def carry(depth_a: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray,
+          pose_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pixel of frame a with its depth, seen from camera b: sub-pixel (u, v) in frame b and
+    the depth it has there (float32, h x w; depth <= 0 behind the camera).  The one 3x3 map
+    ``K_b R K_a^-1`` and offset ``K_b t`` of the relative pose, applied in float32: a few times
+    cheaper than :func:`dav_builder.model.metrics.project`, and as exact as the checks need."""
+    h, w = depth_a.shape
+    rel = np.linalg.inv(pose_b) @ pose_a  # camera a -> camera b
+    A = (K_b @ rel[:3, :3] @ np.linalg.inv(K_a)).astype(np.float32)
+    b = (K_b @ rel[:3, 3]).astype(np.float32)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    d = depth_a.astype(np.float32, copy=False)
+    z = d * (A[2, 0] * xs + A[2, 1] * ys + A[2, 2]) + b[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = (d * (A[0, 0] * xs + A[0, 1] * ys + A[0, 2]) + b[0]) / z
+        v = (d * (A[1, 0] * xs + A[1, 1] * ys + A[1, 2]) + b[1]) / z
+    return u, v, z
+
+
+def carried_log_error(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
+                      pose_a: np.ndarray, pose_b: np.ndarray) -> tuple[np.ndarray, float]:
+    """Frame a's depth carried into frame b by the camera poses (a static scene), against frame b's
+    depth there (interpolated in log depth, only where all four neighbours have depth): the absolute
+    log-depth differences of the pixels seen in both, and the share of a's pixels seen in both."""
+    h, w = depth_a.shape
+    u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b)
+    with np.errstate(invalid="ignore"):
+        ok = (depth_a > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    if not ok.any():
+        return np.zeros(0, np.float32), 0.0
+    mx = np.where(ok, u, 0).astype(np.float32)
+    my = np.where(ok, v, 0).astype(np.float32)
+    seen = depth_b > 0
+    logb = cv2.remap(np.log(np.where(seen, depth_b, 1.0)).astype(np.float32), mx, my, cv2.INTER_LINEAR)
+    ok &= cv2.remap(seen.astype(np.float32), mx, my, cv2.INTER_LINEAR) > 0.999
+    return np.abs(np.log(z[ok]) - logb[ok]), float(ok.mean())
+
+
+def two_way_errors(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
+                   pose_a: np.ndarray, pose_b: np.ndarray) -> list[np.ndarray] | None:
+    """:func:`carried_log_error` a into b and b into a; None when either way sees fewer than
+    :data:`JUMP_MIN_COVISIBLE` of its pixels in both frames (no evidence: the camera came out of an
+    object, or turned away)."""
+    out = []
+    for args in ((depth_a, depth_b, K_a, K_b, pose_a, pose_b), (depth_b, depth_a, K_b, K_a, pose_b, pose_a)):
+        err, covisible = carried_log_error(*args)
+        if covisible < JUMP_MIN_COVISIBLE or err.size == 0:
+            return None
+        out.append(err)
+    return out
+
+
+def pair_disagreement(depth_prev: np.ndarray, depth: np.ndarray, K_prev: np.ndarray, K: np.ndarray,
+                      pose_prev: np.ndarray, pose: np.ndarray, rel: float = JUMP_REL) -> float:
+    """Share of the pixels seen in both frames whose depth carried by the poses differs by more
+    than ``rel`` (relative) from the other frame's: both ways (t-1 into t, t into t-1), the larger;
+    NaN without evidence (see :func:`two_way_errors`)."""
+    errs = two_way_errors(depth_prev, depth, K_prev, K, pose_prev, pose)
+    if errs is None:
+        return float("nan")
+    return max(float((e > rel).mean()) for e in errs)
+
+
+def pose_misfit(depth: np.ndarray, K: np.ndarray, poses: np.ndarray) -> float:
+    """How far the depth of frames far apart in a clip disagrees with the camera poses: for the
+    pairs first-last, first-middle and middle-last of the frames given (n, h, w, with K (n, 3, 3)
+    and poses (n, 4, 4)), carry one frame's depth into the other and take the median of the
+    absolute log-depth differences over the pixels seen in both; the smaller of the two ways, the
+    largest over the pairs.  0 when no pair has evidence.
+
+    A correct capture of a static scene agrees up to resampling (medians about 1e-4 here); moving
+    objects and occlusions are a minority of the pixels and leave the median alone.  Depth from a
+    camera offset from the RGB camera disagrees a little more with every frame the camera moves
+    (the offset camera's motion is the RGB camera's seen from the offset), depth a frame late by one
+    frame of motion, frozen depth by all the motion since it froze: neighbouring frames hardly tell,
+    frames half a clip apart do, even on a plain wall where no edge test can.  The smaller way,
+    because an object close to the camera in one of the two frames (or a camera passing through a
+    wall) makes carrying *that* frame disagree wholesale, while depth from the wrong camera or the
+    wrong time disagrees both ways.
+    """
+    n = len(depth)
+    if n < 2:
+        return 0.0
+    mid = n // 2
+    worst = 0.0
+    for a, b in sorted({(0, n - 1), (0, mid), (mid, n - 1)}):
+        if a == b:
+            continue
+        errs = two_way_errors(depth[a], depth[b], K[a], K[b], poses[a], poses[b])
+        if errs is not None:
+            worst = max(worst, min(float(np.median(e)) for e in errs))
+    return worst
+
+
+#: A pair whose image changes this many times more than its neighbours' (mean absolute grey
+#: change) is a scene event, not a depth defect, for :func:`depth_jump`.
+JUMP_RGB_RATIO = 2.0
+
+
+def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np.ndarray,
+               grey_prev: np.ndarray | None = None, grey: np.ndarray | None = None) -> float:
+    """The largest *jump* over a clip's frame pairs (t-1, t): how much more of the image disagrees
+    with the camera poses (:func:`pair_disagreement`) in this pair than in the pairs before and
+    after it (the larger of the two; those given, in order, beside it).  0 when no pair stands out.
+
+    ``K`` and ``poses`` are (n, 2, ...): frames t-1 and t of each pair.  Moving objects, occlusions
+    and a floor sampled at a slant disagree with the poses in every pair alike, so only the excess
+    over the neighbouring pairs counts: a defect's first or last frame is one pair that stands out,
+    which is why a clip that touches a defect for a single frame is still caught.  With the grey
+    frames, a pair whose image jumps as well (its change :data:`JUMP_RGB_RATIO` times its
+    neighbours') is left out: depth and image jumping together is the scene (a camera passing
+    through a wall, which the near plane cuts open; a cut), not the depth buffer.
+    """
+    values = [pair_disagreement(dp, d, k[0], k[1], p[0], p[1]) for dp, d, k, p in zip(depth_prev, depth, K, poses)]
+    change = None
+    if grey_prev is not None and grey is not None:
+        change = [float(np.abs(np.asarray(g, np.float32) - np.asarray(gp, np.float32)).mean())
+                  for gp, g in zip(grey_prev, grey)]
+    worst = 0.0
+    for i, v in enumerate(values):
+        near = [j for j in (i - 1, i + 1) if 0 <= j < len(values)]
+        around = [values[j] for j in near if not np.isnan(values[j])]
+        if np.isnan(v) or not around:
+            continue
+        if change is not None and change[i] > JUMP_RGB_RATIO * max(max(change[j] for j in near), 1e-3):
+            continue
+        worst = max(worst, v - max(around))
     return worst

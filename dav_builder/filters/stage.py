@@ -12,6 +12,8 @@ Scores (all stored in the manifest and each clip's json, kept or dropped):
 ``depth_lag``                                                                         lower
 ``frozen_depth``                                                                      lower
 ``static_overlay``                                                                    lower
+``pose_misfit``      (null without camera poses)                                     lower
+``depth_jump``       (null without camera poses)                                     lower
 ==================== ============================================================ ==========
 
 The paper's rule: drop a clip when *both* the depth score and the semantic score fall below
@@ -54,7 +56,7 @@ class _PairFrames:
     depth_nearest: np.ndarray
 
 
-CHECKS = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay")
+CHECKS = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay", "pose_misfit", "depth_jump")
 SCORE_NAMES = ("depth_score", "semantic_score") + CHECKS
 
 __all__ = ["ScoringStage", "decide", "ModelUnavailableError", "SCORE_NAMES"]
@@ -203,6 +205,13 @@ class ScoringStage:
                 None if poses is None else np.stack([poses[p], poses[c]], 1)) if pairs else 0.0
         if cfg.static_overlay.enabled:
             out["static_overlay"] = self._overlay(pos, grey, depth, K, poses) if pairs else 0.0
+        posed = K is not None and poses is not None and bool(np.isfinite(poses).all())
+        if cfg.pose_misfit.enabled:  # frames in clip order: pos is sorted
+            out["pose_misfit"] = (checks.pose_misfit(depth, K, poses) if posed else None) if pairs else 0.0
+        if cfg.depth_jump.enabled:
+            out["depth_jump"] = (checks.depth_jump(depth[p], depth[c], np.stack([K[p], K[c]], 1),
+                                                   np.stack([poses[p], poses[c]], 1), grey[p], grey[c])
+                                 if posed else None) if pairs else 0.0
         return out
 
     @staticmethod

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from dav_builder.render.backend import Light, PybulletBackend
 from dav_builder.render.scene import make_layout
 from dav_builder.render.timeline import DEFECTS, Defect, Plan, Shot, defects_json, plan_capture
+from dav_builder.render.truth import depth_error, depth_error_planes, overlay_error
 from dav_builder.render.trajectory import cam_to_world
 
 OUTDOOR_OFFSET = (2000.0, 0.0, 0.0)
@@ -147,7 +148,7 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
             if layouts[shot.layout].sky:
                 nothing = depth >= 1.0
                 rgb[nothing] = sky(cfg.height, cfg.width, shot.light_level)[nothing]
-            clean_depth = depth
+            clean_depth, clean_rgb = depth, rgb
             for d in by_frame.get(i, []):
                 if d.type == "misaligned":
                     e2, t2 = _misaligned_view(eye, target, d.params)
@@ -158,6 +159,15 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
                     depth = state.frozen.setdefault(id(d), clean_depth)
                 elif d.type == "hud":
                     rgb = draw_hud(rgb, i)
+            for d in by_frame.get(i, []):  # ground truth: how wrong this frame came out
+                if d.type == "hud":
+                    err = overlay_error(rgb, clean_rgb)
+                elif d.type == "wrong_nearfar":  # the buffer is right; its metres, read with the written far, are not
+                    err = depth_error_planes(depth, cfg.near, cfg.far * d.params["far_factor"], cfg.far)
+                else:
+                    err = depth_error(depth, clean_depth, cfg.near, cfg.far)
+                for key, value in err.items():
+                    d.params.setdefault(f"frame_{key}", []).append(value)
             state.prev_depth = clean_depth
             if fp.menu:
                 rgb, depth = menu.copy(), np.ones_like(depth)
