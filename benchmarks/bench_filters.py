@@ -206,8 +206,8 @@ def is_material(lab: dict) -> bool:
     return any(v["wrong"] > MATERIAL for v in lab.values())
 
 
-def report(name: str, rows: list[Row], chosen: dict[str, float]) -> dict:
-    """Prints one group's figures; returns the pooled counts."""
+def report(name: str, rows: list[Row], chosen: dict[str, float]) -> None:
+    """Prints one group's figures."""
     clean = [s for s, lab in rows if not lab]
     bad = [(s, lab) for s, lab in rows if lab]
     print(f"\n== {name}: {len(rows)} clips, {len(clean)} clean")
@@ -238,7 +238,6 @@ def report(name: str, rows: list[Row], chosen: dict[str, float]) -> dict:
                 misses[key] = misses.get(key, 0) + 1
     if misses:
         print("  missed: " + "; ".join(f"{k}: {v}" for k, v in sorted(misses.items())))
-    return {"caught": sum(hit), "defective": len(hit), "dropped": sum(fa), "clean": len(fa)}
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -531,8 +531,8 @@ def test_depth_jump_sees_the_one_frame_where_depth_switches_camera():
     cut = grey.copy()
     cut[-1] = 20.0
     pairs = (np.stack([K[:-1], K[1:]], 1), np.stack([poses[:-1], poses[1:]], 1))
-    assert checks.depth_jump(switched[:-1], switched[1:], *pairs, grey[:-1], grey[1:]) > threshold
-    assert checks.depth_jump(switched[:-1], switched[1:], *pairs, cut[:-1], cut[1:]) == 0.0
+    assert checks.depth_jump(switched[:-1], switched[1:], *pairs, checks.image_change(grey[:-1], grey[1:])) > threshold
+    assert checks.depth_jump(switched[:-1], switched[1:], *pairs, checks.image_change(cut[:-1], cut[1:])) == 0.0
 
 
 def test_carried_depth_is_exact_for_a_static_scene_and_counts_what_both_frames_see():

@@ -1,15 +1,17 @@
 """Model-free checks: what real captures get wrong, found without any weights.
 
-Each function takes grey frames (uint8 or float, 0..255) and planar depth at the same size, and
-returns a score where 0 means clean and larger means worse; the stage compares it with a
+Each function takes grey frames (uint8 or float, 0..255) and planar depth at the same size (the
+pose checks: depth, intrinsics and camera poses), and returns a score where 0 means clean and larger means worse; the stage compares it with a
 threshold.  Each docstring says how frames are combined: the maximum where one bad frame or
 window is evidence enough (frozen depth, overlays); where a single frame's fit is noisy (edge
 misalignment, lag), the score that a few frames (``votes``) all reach, so that a defect lasting
 a few frames of a clip still counts while one odd frame does not (a median would need half the
 clip).
 
-All of them rest on one observation: object boundaries are depth discontinuities, and in a
-correct capture every depth discontinuity lies on a colour edge of the same frame.
+The image checks rest on one observation: object boundaries are depth discontinuities, and in a
+correct capture every depth discontinuity lies on a colour edge of the same frame.  The pose
+checks rest on another: in a correct capture of a static scene, one frame's depth carried into
+another by the camera poses agrees with that frame's depth.
 
 - :func:`edge_misalignment`: how much closer depth discontinuities come to colour edges when
   displaced as another camera would displace them (a constant shift plus parallax) than where
@@ -283,10 +285,16 @@ def pose_depth_change(depth_prev: np.ndarray, K_prev: np.ndarray, K: np.ndarray,
     return float((np.abs(np.log(pred[both]) - np.log(depth_prev[both])) > rel).mean())
 
 
+def image_change(grey_prev: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """Mean absolute grey-level change of each frame pair (n,): how much the image moved."""
+    return np.array([float(np.abs(np.asarray(g, np.float32) - np.asarray(gp, np.float32)).mean())
+                     for gp, g in zip(grey_prev, grey)])
+
+
 def frozen_depth(
     grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray, depth: np.ndarray,
     K: np.ndarray | None = None, poses: np.ndarray | None = None,
-    rgb_min_change: float = 0.2, min_changed: float = 1e-4,
+    rgb_min_change: float = 0.2, min_changed: float = 1e-4, change: np.ndarray | None = None,
 ) -> float:
     """Share of moving (t-1, t) pairs whose depth does not change: fewer than ``min_changed`` of
     the valid depth pixels change by more than 0.1 %.  A pair is moving when its RGB changes by
@@ -296,11 +304,14 @@ def frozen_depth(
     changes the image by a tenth of a grey level but its depth everywhere.
 
     Counting changed pixels (not a median) matters: a camera moving over a ground plane leaves
-    most ground pixels at the same depth, yet objects and walls change.
+    most ground pixels at the same depth, yet objects and walls change.  ``change`` is
+    :func:`image_change` of the pairs when the caller has it already.
     """
+    if change is None:
+        change = image_change(grey_prev, grey)
     frozen = moving = 0
-    for k, (gp, g, dp, d) in enumerate(zip(grey_prev, grey, depth_prev, depth)):
-        if np.abs(g.astype(np.float32) - gp.astype(np.float32)).mean() <= rgb_min_change:
+    for k, (dp, d) in enumerate(zip(depth_prev, depth)):
+        if change[k] <= rgb_min_change:
             if K is None or poses is None or not np.isfinite(poses[k]).all():
                 continue
             if pose_depth_change(dp, K[k][0], K[k][1], poses[k][0], poses[k][1]) < FROZEN_POSE_CHANGE:
@@ -491,7 +502,7 @@ JUMP_RGB_RATIO = 2.0
 
 
 def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np.ndarray,
-               grey_prev: np.ndarray | None = None, grey: np.ndarray | None = None) -> float:
+               change: np.ndarray | None = None) -> float:
     """The largest *jump* over a clip's frame pairs (t-1, t): how much more of the image disagrees
     with the camera poses (:func:`pair_disagreement`) in this pair than in the pairs before and
     after it (the larger of the two; those given, in order, beside it).  0 when no pair stands out.
@@ -499,16 +510,12 @@ def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: 
     ``K`` and ``poses`` are (n, 2, ...): frames t-1 and t of each pair.  Moving objects, occlusions
     and a floor sampled at a slant disagree with the poses in every pair alike, so only the excess
     over the neighbouring pairs counts: a defect's first or last frame is one pair that stands out,
-    which is why a clip that touches a defect for a single frame is still caught.  With the grey
-    frames, a pair whose image jumps as well (its change :data:`JUMP_RGB_RATIO` times its
-    neighbours') is left out: depth and image jumping together is the scene (a camera passing
+    which is why a clip that touches a defect for a single frame is still caught.  With the pairs'
+    :func:`image_change`, a pair whose image jumps as well (its change :data:`JUMP_RGB_RATIO`
+    times its neighbours') is left out: depth and image jumping together is the scene (a camera passing
     through a wall, which the near plane cuts open; a cut), not the depth buffer.
     """
     values = [pair_disagreement(dp, d, k[0], k[1], p[0], p[1]) for dp, d, k, p in zip(depth_prev, depth, K, poses)]
-    change = None
-    if grey_prev is not None and grey is not None:
-        change = [float(np.abs(np.asarray(g, np.float32) - np.asarray(gp, np.float32)).mean())
-                  for gp, g in zip(grey_prev, grey)]
     worst = 0.0
     for i, v in enumerate(values):
         near = [j for j in (i - 1, i + 1) if 0 <= j < len(values)]

@@ -199,10 +199,12 @@ class ScoringStage:
                     self._depth_at(clip, prev, size, cv2.INTER_AREA), self._depth_at(clip, cur, size, cv2.INTER_AREA),
                     cfg.pair_votes)
         K, poses = self._cameras(clip, pos, grey.shape[1:])
+        uses_change = pairs and (cfg.frozen_depth.enabled or cfg.depth_jump.enabled)
+        change = checks.image_change(grey[p], grey[c]) if uses_change else None  # both use it
         if cfg.frozen_depth.enabled:
             out["frozen_depth"] = checks.frozen_depth(
                 grey[p], grey[c], depth[p], depth[c], None if K is None else np.stack([K[p], K[c]], 1),
-                None if poses is None else np.stack([poses[p], poses[c]], 1)) if pairs else 0.0
+                None if poses is None else np.stack([poses[p], poses[c]], 1), change=change) if pairs else 0.0
         if cfg.static_overlay.enabled:
             out["static_overlay"] = self._overlay(pos, grey, depth, K, poses) if pairs else 0.0
         posed = K is not None and poses is not None and bool(np.isfinite(poses).all())
@@ -210,7 +212,7 @@ class ScoringStage:
             out["pose_misfit"] = (checks.pose_misfit(depth, K, poses) if posed else None) if pairs else 0.0
         if cfg.depth_jump.enabled:
             out["depth_jump"] = (checks.depth_jump(depth[p], depth[c], np.stack([K[p], K[c]], 1),
-                                                   np.stack([poses[p], poses[c]], 1), grey[p], grey[c])
+                                                   np.stack([poses[p], poses[c]], 1), change)
                                  if posed else None) if pairs else 0.0
         return out
 
