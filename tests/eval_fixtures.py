@@ -102,8 +102,8 @@ def write_kitti(root: Path, frames=(69, 70), hw=(375, 1242), f: float = 721.5377
     for fr in frames:
         name = f"{fr:010d}"
         _png(root / date / drive / "image_02" / "data" / f"{name}.png", scene_rgb(fr, h, w))
-        # three points: 10 m straight ahead, 20 m behind it (hidden), one 5 m ahead and 1 m right
-        pts = np.array([[10, 0, 0, 0.5], [20, 0, 0, 0.5], [5, -1, 0, 0.5], [-5, 0, 0, 0.5]], "<f4")
+        # 10 m straight ahead, one 5 cm behind it (same pixel: hidden), one 5 m ahead and 1 m right, one behind
+        pts = np.array([[10, 0, 0, 0.5], [10.05, 0, 0, 0.5], [5, -1, 0, 0.5], [-5, 0, 0, 0.5]], "<f4")
         vel = root / date / drive / "velodyne_points" / "data" / f"{name}.bin"
         vel.parent.mkdir(parents=True, exist_ok=True)
         pts.tofile(vel)

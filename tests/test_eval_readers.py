@@ -66,7 +66,7 @@ def test_kitti_eigen_split_annotated_and_velodyne(tmp_path):
     garg = open_benchmark("kitti", tmp_path, crop="garg").load("0").valid[0]
     g0 = int(CROPS["garg"][0] * 352)                               # Garg's crop starts lower (row 143, not 117)
     assert not garg[g0 - 1].any() and garg[g0, 43:1172].all() and seq.valid[0][g0 - 1].any()
-    # single-scan ground truth, projected here: the hidden point 20 m behind the 10 m one is dropped
+    # single-scan ground truth, projected here: the point 5 cm behind the 10 m one (same pixel) is dropped
     vel = open_benchmark("kitti", tmp_path, split=str(tmp_path / "eigen_test_files_plain.txt"), kb_crop="false")
     assert vel.items() == ["0", "1"]
     d = vel.load("1").depth[0]
@@ -74,7 +74,7 @@ def test_kitti_eigen_split_annotated_and_velodyne(tmp_path):
     assert d[v, u] == pytest.approx(exp["centre_depth"], rel=1e-6)
     u2, v2 = (int(np.floor(c + 0.5)) for c in exp["side_uv"])
     assert d[v2, u2] == pytest.approx(exp["side_depth"], rel=1e-6)
-    assert (d > 0).sum() == 2                                      # the point behind the car is not projected
+    assert (d > 0).sum() == 2                                      # and the point behind the camera is not projected
 
 
 def test_nyuv2_labelled_test_split(tmp_path):
