@@ -42,23 +42,27 @@ def ensemble(predictions: list[np.ndarray]) -> np.ndarray:
 
 class VideoDepthPredictor:
     def __init__(self, model: DepthAnyVideo, device: str | None = None, steps: int = 1,
-                 interpolator: DepthAnyVideo | None = None):
+                 interpolator: DepthAnyVideo | None = None, ensemble: int = 1):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device).eval()
         self.interpolator = interpolator.to(self.device).eval() if interpolator is not None else None
         self.steps = steps
+        if ensemble < 1:
+            raise ValueError(f"ensemble must be at least 1, got {ensemble}")
+        self.ensemble_size = ensemble
+        """Noise draws per prediction, aligned and median-combined (:mod:`dav_builder.model.ensemble`)."""
         self.window = model.config.window
         self.calls: list[int] = []
         """Frames per model call, for inspection (long videos stay bounded by the window)."""
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, steps: int = 1,
-                        interpolator_path: str | Path | None = None) -> "VideoDepthPredictor":
+                        interpolator_path: str | Path | None = None, ensemble: int = 1) -> "VideoDepthPredictor":
         from dav_builder.model.interp import DepthInterpolator
 
         model = DepthAnyVideo.from_pretrained(resolve_model_dir(path))
         interp = DepthInterpolator.from_pretrained(resolve_model_dir(interpolator_path)) if interpolator_path else None
-        return cls(model, device, steps, interp)
+        return cls(model, device, steps, interp, ensemble=ensemble)
 
     def _tensor(self, rgb: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -92,9 +96,15 @@ class VideoDepthPredictor:
             keyframe_mask=torch.from_numpy(mask[None]).to(self.device), steps=self.steps)
         return to_disparity01(out)[0, :, :h, :w].cpu().numpy()
 
-    @torch.no_grad()
     def __call__(self, rgb: np.ndarray, frame_indices: list[int] | None = None, seed: int = 0) -> np.ndarray:
-        """Disparity (T, H, W), float32, affine-invariant, for uint8 RGB frames (T, H, W, 3)."""
+        """Disparity (T, H, W), float32, affine-invariant, for uint8 RGB frames (T, H, W, 3); with
+        ``ensemble`` N > 1, the combination of N noise draws (seeds ``seed`` .. ``seed + N - 1``)."""
+        if self.ensemble_size > 1:
+            return self.ensemble(rgb, frame_indices, seeds=self.ensemble_size, first_seed=seed)
+        return self._predict_video(rgb, frame_indices, seed)
+
+    @torch.no_grad()
+    def _predict_video(self, rgb: np.ndarray, frame_indices: list[int] | None = None, seed: int = 0) -> np.ndarray:
         rgb = np.asarray(rgb)
         if rgb.ndim != 4 or rgb.shape[-1] != 3:
             raise ValueError(f"expected RGB frames (T, H, W, 3), got {rgb.shape}")
@@ -110,6 +120,9 @@ class VideoDepthPredictor:
             out[pos] = depth
         return out
 
-    def ensemble(self, rgb: np.ndarray, frame_indices: list[int] | None = None, seeds: int = 3) -> np.ndarray:
-        """Median of ``seeds`` predictions after least-squares alignment."""
-        return ensemble([self(rgb, frame_indices, seed=s) for s in range(seeds)])
+    def ensemble(self, rgb: np.ndarray, frame_indices: list[int] | None = None, seeds: int = 3,
+                 first_seed: int = 0) -> np.ndarray:
+        """Median of ``seeds`` predictions (different noise) after aligning them to one another."""
+        from dav_builder.model.ensemble import ensemble as combine
+
+        return combine([self._predict_video(rgb, frame_indices, seed=first_seed + s) for s in range(seeds)])
