@@ -1,0 +1,99 @@
+"""``dav-train eval MODEL --benchmark NAME=PATH ...`` on tiny benchmark copies with a tiny random model."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+import eval_fixtures as fx
+from dav_builder.model.cli import EVAL_EPILOG, main
+
+
+def run(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code in (0, None)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from dav_builder.model.config import ModelConfig
+    from dav_builder.model.video_depth import DepthAnyVideo
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    DepthAnyVideo.build(ModelConfig()).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("benchmarks")
+    out = {}
+    for name in ("scannetpp", "kitti", "nyuv2", "sintel"):
+        fx.WRITERS[name](root / name)
+        out[name] = root / name
+    return out
+
+
+def test_benchmark_table_as_markdown_and_json(tiny_model, sets, tmp_path, capsys):
+    out = tmp_path / "res" / "eval.json"
+    run(["eval", str(tiny_model), "--benchmark", f"scannetpp={sets['scannetpp']}", "--benchmark",
+          f"kitti={sets['kitti']}", "-b", f"nyuv2={sets['nyuv2']}", "--set", "scannetpp.frames=4", "--set", "scannetpp.stride=2",
+          "--max-res", "32", "--max-clips", "1", "--out", str(out), "--device", "cpu"])
+    report = json.loads(out.read_text())
+    assert report["steps"] == 1 and report["ensemble"] == 1           # the CPU defaults
+    assert report["protocol"] == {"fit": "sequence", "average": "frame", "caps": "dataset", "tae": "official"}
+    b = report["benchmarks"]
+    assert list(b) == ["scannetpp", "kitti", "nyuv2"]
+    assert b["scannetpp"]["frames"] == 4 and b["scannetpp"]["tae"] is not None and b["kitti"]["tae"] is None
+    for name in b:
+        assert 0 < b[name]["abs_rel"] < 5 and 0 <= b[name]["delta1"] <= 1 and b[name]["clips"] == 1
+        assert b[name]["seconds_per_frame"] > 0
+    md = out.with_suffix(".md").read_text()
+    assert "ScanNet++ AbsRel↓ | ScanNet++ δ1↑ | ScanNet++ TAE↓ | KITTI AbsRel↓" in md
+    assert f"{b['kitti']['abs_rel']:.3f}" in md.splitlines()[2]
+    assert md in capsys.readouterr().out
+
+
+def test_help_examples_run(tiny_model, sets, tmp_path):
+    """Every --benchmark example of ``dav-train eval --help``, with its paths pointed at the fixtures
+    (and ensemble 20 cut to 2, frames kept small, so that it runs in seconds on a CPU)."""
+    subst = {"runs/svd": str(tiny_model), "runs/tiny": str(tiny_model), "/models/depth-any-video": str(tiny_model),
+             "--ensemble 20": "--ensemble 2", "--out eval.json": f"--out {tmp_path / 'e.json'}"}
+    subst.update({f"/data/{k}": str(v) for k, v in sets.items()})
+    subst["/data/nyu"] = str(sets["nyuv2"])
+    ran = 0
+    for line in EVAL_EPILOG.splitlines():
+        line = line.strip()
+        if not line.startswith("dav-train eval") or "--benchmark" not in line:
+            continue
+        for a, b in sorted(subst.items(), key=lambda kv: -len(kv[0])):
+            line = line.replace(a, b)
+        argv = shlex.split(line)[1:] + ["--max-res", "32", "--max-clips", "1", "-q", "--set" if "sintel" in line
+                                        else "--device", "sintel.frames=3" if "sintel" in line else "cpu"]
+        if "scannetpp" in line:
+            argv += ["--set", "scannetpp.frames=3"]
+        run(argv)
+        ran += 1
+    assert ran == 3
+
+
+def test_usage_errors(tiny_model, sets, capsys):
+    for argv, msg in ((["eval", str(tiny_model)], "give a DATASET"),
+                      (["eval", str(tiny_model), "-b", "kitti"], "expected NAME=PATH"),
+                      (["eval", str(tiny_model), "-b", "middlebury=/x"], "unknown data set"),
+                      (["eval", str(tiny_model), "-b", f"kitti={sets['kitti']}", "--set", "nyuv2.split=all"],
+                       "no --benchmark nyuv2"),
+                      (["eval", str(tiny_model), "-b", f"kitti={sets['kitti']}", "--protocol", "paper,fit=pixel"],
+                       "fit must be one of")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(tiny_model), "-b", f"kitti={sets['kitti']}", "--set", "kitti.crop=round", "-q"])
+    assert e.value.code == 2 and "crop must be eigen, garg or none" in capsys.readouterr().err
