@@ -61,11 +61,13 @@ PRESETS: dict[str, Protocol] = {
     "paper": Protocol("sequence", "frame", "dataset", "official"),
     "zbuffer": Protocol("sequence", "frame", "dataset", "zbuffer"),
     "per-frame": Protocol("frame", "frame", "dataset", "official"),
-    "legacy": Protocol("sequence", "clip", "gt", "zbuffer"),
+    "dav": Protocol("sequence", "clip", "gt", "zbuffer"),
 }
 """``paper``: the authors' released evaluation; ``zbuffer``: the same with occlusion-aware TAE;
-``per-frame``: one alignment per frame (image-depth numbers on videos); ``legacy``: what
-``dav-train eval RUN DATASET`` reported before presets (per-clip means, each clip's own range)."""
+``per-frame``: one alignment per frame (image-depth numbers on videos); ``dav``: the default for a
+dav-build dataset (``dav-train eval RUN DATASET``), whose clips mix scenes of any scale, so each
+clip's own ground-truth range caps it and every clip counts once (as that command always did),
+with the occlusion-aware TAE."""
 
 
 def protocol_from(name_or_spec: str) -> Protocol:

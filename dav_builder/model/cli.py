@@ -43,7 +43,7 @@ Examples:
   dav-train eval runs/svd /data/dav-v1 --split val --out eval.json       (the clips the run held out)
 \b
 Benchmarks: scannetpp, scannet, kitti, nyuv2, sintel, bonn, eth3d, diode (layouts: docs/evaluation.md).
-Protocols: paper (as the released evaluation), zbuffer, per-frame, legacy; switches fit=sequence|frame,
+Protocols: paper (as the released evaluation), zbuffer, per-frame, dav; switches fit=sequence|frame,
 average=frame|clip, caps=dataset|gt, tae=official|zbuffer|none.
 """
 
@@ -64,8 +64,9 @@ def _eval_defaults(device: str | None, steps: int | None, ensemble: int | None) 
               help="A public benchmark in its official layout (repeat for several).")
 @click.option("--set", "settings", multiple=True, metavar="NAME.OPTION=VALUE",
               help="A reader option, e.g. kitti.crop=garg, scannetpp.frames=32 (see docs/evaluation.md).")
-@click.option("--protocol", default="paper", show_default=True,
-              help="Preset, optionally with switches: paper | zbuffer | per-frame | legacy [,fit=..,tae=..].")
+@click.option("--protocol", default=None,
+              help="Preset, optionally with switches: paper | zbuffer | per-frame | dav [,fit=..,tae=..]. "
+                   "Default: paper for benchmarks, dav for a DATASET.")
 @click.option("--max-res", type=click.IntRange(0), default=960, show_default=True,
               help="Benchmarks: longest side the frames are resized to before prediction (0 = as they are).")
 @click.option("--out", "-o", "out_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -98,11 +99,16 @@ def eval_command(run, dataset, benchmarks, settings, protocol, max_res, out_file
         _eval_benchmarks(run, benchmarks, settings, protocol, max_res, out_file, steps, ensemble, max_clips,
                          interpolator, device, quiet, echo)
         return
+    from dav_builder.evaluation.protocol import protocol_from
     from dav_builder.model.evaluate import evaluate
 
     try:
+        proto = protocol_from(protocol or "dav")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         report = evaluate(run, dataset, steps=steps or 1, split=split, max_clips=max_clips, ensemble=ensemble or 1,
-                          device=device, interpolator=interpolator, progress=not quiet, echo=echo)
+                          device=device, interpolator=interpolator, progress=not quiet, echo=echo, protocol=proto)
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         click.echo(f"dav-train eval: error: {exc}", err=True)
         sys.exit(2)
@@ -125,7 +131,7 @@ def _eval_benchmarks(run, benchmarks, settings, protocol, max_res, out_file, ste
     from dav_builder.model.predictor import VideoDepthPredictor
 
     try:
-        proto = protocol_from(protocol)
+        proto = protocol_from(protocol or "paper")
         specs = parse_benchmarks(list(benchmarks), list(settings))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
