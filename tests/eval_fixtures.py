@@ -53,17 +53,21 @@ def _png(path: Path, img: np.ndarray) -> None:
     assert cv2.imwrite(str(path), img), path
 
 
-def write_scannetpp(root: Path, scenes=("0a5c013435", "1ada7a0617"), n: int = 8, rgb_hw=(48, 64),
-                    depth_hw=(24, 32)) -> dict:
-    for s, scene in enumerate(scenes):
+def write_scannetpp(root: Path, scenes=("0a5c013435", "1ada7a0617"), n: int | tuple = 8, rgb_hw=(48, 64),
+                    depth_hw=(24, 32), depth_fn=None, pose_fn=None) -> dict:
+    """``n``: frames per scene (or one count per scene); ``depth_fn(t, h, w)`` and ``pose_fn(t)``
+    replace the slanted plane and its forward motion (their intrinsics: :func:`scene_K`)."""
+    depth_fn, pose_fn = depth_fn or scene_depth, pose_fn or scene_pose
+    counts = n if isinstance(n, tuple) else (n,) * len(scenes)
+    for s, (scene, count) in enumerate(zip(scenes, counts)):
         d = root / "data" / scene / "iphone"
         meta = {}
-        for t in range(n):
+        for t in range(count):
             name = f"frame_{t:06d}"
             _png(d / "rgb" / f"{name}.jpg", scene_rgb(t, *rgb_hw, seed=s))
-            _png(d / "depth" / f"{name}.png", np.round(scene_depth(t, *depth_hw) * 1000).astype(np.uint16))
+            _png(d / "depth" / f"{name}.png", np.round(depth_fn(t, *depth_hw) * 1000).astype(np.uint16))
             meta[name] = {"timestamp": t / 30, "intrinsic": scene_K(*rgb_hw).tolist(), "pose": np.eye(4).tolist(),
-                          "aligned_pose": scene_pose(t).tolist(), "imu": {}}
+                          "aligned_pose": pose_fn(t).tolist(), "imu": {}}
         (d / "pose_intrinsic_imu.json").write_text(json.dumps(meta))
     return {"scenes": list(scenes), "frames": n, "depth_hw": depth_hw, "rgb_hw": rgb_hw}
 
