@@ -48,6 +48,47 @@ average=frame|clip, caps=dataset|gt, tae=official|zbuffer|none.
 """
 
 
+@click.command(context_settings=CTX, epilog=TRAIN_EPILOG)
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "-o", "run", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML with model: and train: sections, applied over the preset.")
+@click.option("--preset", type=click.Choice(["tiny", "svd"]), default=None,
+              help="Starting configuration: tiny (random init, CPU) or svd (Stable Video Diffusion weights). "
+                   "Default: tiny, or the run's own config with --resume.")
+@click.option("--max-steps", type=int, default=None, help="Optimizer steps (overrides train.max_steps).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
+@click.option("--wandb", "wandb_project", default=None, metavar="PROJECT",
+              help="Also log to this Weights & Biases project (train.wandb_project; needs pip install wandb).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def train_command(dataset, run, config_file, preset, max_steps, resume, wandb_project, quiet) -> None:
+    """Train on the kept clips of DATASET (a directory written by dav-build). Writes RUN/metrics.jsonl,
+    RUN/checkpoints/ and, at the end, the model in diffusers format in RUN/final/."""
+    from dav_builder.model.config import RunConfigError, load_run_config
+    from dav_builder.model.data import DatasetError
+    from dav_builder.model.train import CONFIG, TrainError, train
+    from dav_builder.model.video_depth import PretrainedMissingError
+
+    overrides: dict = {}
+    if max_steps is not None:
+        overrides.setdefault("train", {})["max_steps"] = max_steps
+    if wandb_project is not None:
+        overrides.setdefault("train", {})["wandb_project"] = wandb_project
+    saved = run / CONFIG
+    try:
+        if resume and config_file is None and preset is None and saved.is_file():
+            cfg = load_run_config(saved, "tiny", overrides)
+        else:
+            cfg = load_run_config(config_file, preset, overrides)
+    except RunConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        train(dataset, run, cfg, resume=resume, progress=not quiet, echo=lambda m: click.echo(m, err=True))
+    except (TrainError, DatasetError, PretrainedMissingError, FileNotFoundError) as exc:
+        click.echo(f"dav-train: error: {exc}", err=True)
+        sys.exit(2)
+
+
 def _eval_defaults(device: str | None, steps: int | None, ensemble: int | None) -> tuple[int, int]:
     """The paper's 3 steps and ensemble of 20 on a GPU; 1 and 1 on a CPU (20 draws of 3 steps are
     60 passes of the UNet per clip)."""
