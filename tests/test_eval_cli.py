@@ -54,6 +54,7 @@ def test_benchmark_table_as_markdown_and_json(tiny_model, sets, tmp_path, capsys
     for name in b:
         assert 0 < b[name]["abs_rel"] < 5 and 0 <= b[name]["delta1"] <= 1 and b[name]["clips"] == 1
         assert b[name]["seconds_per_frame"] > 0
+    assert all(b[n]["skipped"] == [] for n in b)
     md = out.with_suffix(".md").read_text()
     assert "ScanNet++ AbsRel↓ | ScanNet++ δ1↑ | ScanNet++ TAE↓ | KITTI AbsRel↓" in md
     assert f"{b['kitti']['abs_rel']:.3f}" in md.splitlines()[2]
@@ -97,3 +98,14 @@ def test_usage_errors(tiny_model, sets, capsys):
     with pytest.raises(SystemExit) as e:
         main(["eval", str(tiny_model), "-b", f"kitti={sets['kitti']}", "--set", "kitti.crop=round", "-q"])
     assert e.value.code == 2 and "crop must be eigen, garg or none" in capsys.readouterr().err
+
+
+def test_an_unreadable_clip_is_reported_and_skipped(tiny_model, tmp_path, capsys):
+    fx.write_diode(tmp_path / "diode")
+    bad = next((tmp_path / "diode").rglob("*outdoor*_depth.npy"))
+    bad.write_bytes(b"not numpy")
+    out = tmp_path / "e.json"
+    run(["eval", str(tiny_model), "-b", f"diode={tmp_path / 'diode'}", "--max-res", "32", "-q", "--out", str(out)])
+    d = json.loads(out.read_text())["benchmarks"]["diode"]
+    assert d["clips"] == 1 and len(d["skipped"]) == 1 and bad.name in d["skipped"][0]["error"]
+    assert "clip skipped" in capsys.readouterr().err

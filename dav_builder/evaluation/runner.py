@@ -12,7 +12,7 @@ import numpy as np
 
 from dav_builder.evaluation.protocol import ClipScores, Protocol, aggregate, score_clip, valid_mask
 from dav_builder.evaluation.readers import READERS, open_benchmark
-from dav_builder.evaluation.sample import EvalSequence
+from dav_builder.evaluation.sample import EvalSequence, ReaderError
 
 
 class Predictor(TypingProtocol):
@@ -86,8 +86,15 @@ def evaluate_benchmarks(predictor: Predictor, specs: list[BenchmarkSpec], protoc
             scores: list[ClipScores] = []
             seconds, frames = 0.0, 0
             bar.set_postfix(benchmark=info.name)
+            skipped = []
             for item in items:
-                seq = reader.load(item)
+                try:
+                    seq = reader.load(item)
+                except ReaderError as exc:          # one unreadable clip is reported, not fatal
+                    echo(f"eval: {info.name}: {exc}; clip skipped")
+                    skipped.append({"item": item, "error": str(exc)})
+                    bar.update(1)
+                    continue
                 t0 = time.perf_counter()
                 disp = predict_sequence(predictor, seq, max_res)
                 v = valid_mask(seq.depth, seq.valid, info.min_depth, info.max_depth)
@@ -96,13 +103,14 @@ def evaluate_benchmarks(predictor: Predictor, specs: list[BenchmarkSpec], protoc
                                              info.max_depth, seq.K, seq.cam_to_world))
                 except ValueError as exc:
                     echo(f"eval: {info.name}: {exc}; clip skipped")
+                    skipped.append({"item": item, "error": str(exc)})
                 seconds += time.perf_counter() - t0
                 frames += len(seq.rgb)
                 bar.update(1)
             summary = aggregate(scores, protocol.average).to_dict()
             summary.update({"title": info.title, "kind": info.kind, "root": str(spec.root), "options": spec.options,
                             "depth_range": [info.min_depth, info.max_depth],
-                            "seconds": round(seconds, 3), "seconds_per_frame": round(seconds / max(frames, 1), 4),
+                            "skipped": skipped, "seconds": round(seconds, 3), "seconds_per_frame": round(seconds / max(frames, 1), 4),
                             "per_clip": [{"name": c.name, "frames": c.frames, "abs_rel": c.mean("abs_rel"),
                                           "delta1": c.mean("delta1"), "tae": c.tae} for c in scores]})
             results[info.name] = summary
