@@ -31,10 +31,13 @@ import html
 import io
 import json
 import math
+import os
 import random
 import shutil
+import tarfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +52,7 @@ from dav_builder.filters.models import colorize
 from dav_builder.filters.stage import SCORE_NAMES
 from dav_builder.filters.sweep import enabled, fails_alone, plot_histograms, score_table, threshold_of
 from dav_builder.shards.manifest import read_manifest
-from dav_builder.shards.tario import ClipSample, iter_tar_samples
+from dav_builder.shards.tario import ClipSample, iter_tar_samples, split_member_name
 
 
 @dataclass
@@ -378,34 +381,33 @@ def write_report(dataset: Path, out: Path, cfg: ReportConfig = ReportConfig(), o
     for cid, r in wanted.items():
         by_shard[r["shard"]].add(cid)
     images: dict[str, tuple[str, tuple[int, int]]] = {}
+    workers = 1 if model is not None else max(1, min(4, os.cpu_count() or 1))
     bar = tqdm(total=len(wanted), desc="report", unit="clip", disable=not progress)
-    for shard in sorted(by_shard):
-        keys = by_shard[shard]
-        path = dataset / shard
-        if not path.is_file():
-            print(f"warning: {path}: shard missing; its clips are shown without frames")
-            bar.update(len(keys))
-            continue
-        for sample in iter_tar_samples(path):
-            if sample.key not in keys:
+
+    def collect(future) -> None:
+        key, result = future.result()
+        if isinstance(result, str):
+            print(f"warning: clip {key}: {result}")
+        else:
+            images[key] = result
+        bar.update(1)
+
+    with ThreadPoolExecutor(workers) as pool:  # decoding and encoding release the GIL
+        pending: deque = deque()
+        for shard in sorted(by_shard):
+            keys = by_shard[shard]
+            path = dataset / shard
+            if not path.is_file():
+                print(f"warning: {path}: shard missing; its clips are shown without frames")
+                bar.update(len(keys))
                 continue
-            row = wanted[sample.key]
-            try:
-                depth = clip_depth(sample)
-                pos = align.sample_indices(len(sample.rgb), cfg.frames)
-                rgb = _rgb_frames(sample, pos)
-                d = depth[pos]
-                pred = None
-                if model is not None:
-                    idx = [int(i) for i in np.asarray(row["frame_indices"] or list(range(len(sample.rgb))))[pos]]
-                    pred = predict(model, rgb, d, idx)
-                img = compose(clip_views(rgb, d, pred, cfg.thumb_width))
-                name = f"img/{sample.key}.webp"
-                (out / name).write_bytes(encode_webp(img, cfg.webp_quality))
-                images[sample.key] = (name, (img.shape[1], img.shape[0]))
-            except (ValueError, OSError) as exc:
-                print(f"warning: {path}: clip {sample.key}: {exc}")
-            bar.update(1)
+            for sample in iter_tar_samples(members_of(path, keys)):
+                if sample.key in keys:
+                    pending.append(pool.submit(_draw, sample, wanted[sample.key], out, cfg, model))
+                while len(pending) > 2 * workers:
+                    collect(pending.popleft())
+        while pending:
+            collect(pending.popleft())
     bar.close()
 
     # histograms of every stored score, written clips only
@@ -459,6 +461,62 @@ def write_report(dataset: Path, out: Path, cfg: ReportConfig = ReportConfig(), o
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return ReportSummary(len(wanted), n_pages, size, time.perf_counter() - t0,
                          {g.name: len(g.rows) for g in groups})
+
+
+def members_of(path: Path, keys: set[str]) -> io.BytesIO:
+    """The members of the clips ``keys`` of the shard at ``path``, as a tar stream for the shard
+    reader: only the shard's 512-byte headers are read and the other clips' bytes skipped, and the
+    wanted members are copied as they are (header and data), so showing a few clips of a large
+    shard reads little of it.  Shards with other than plain ustar file members (pax or GNU long
+    names, from other writers) go through :mod:`tarfile` instead."""
+    buf = io.BytesIO()
+    with open(path, "rb") as fh:
+        while True:
+            header = fh.read(512)
+            if len(header) < 512 or header == bytes(512):
+                break
+            if header[156:157] not in (b"0", b"\0") or header[345:346] != b"\0":  # not a plain ustar file
+                return _members_by_tarfile(path, keys)
+            name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+            size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+            padded = (size + 511) // 512 * 512
+            if split_member_name(name)[0] in keys:
+                buf.write(header)
+                buf.write(fh.read(padded))
+            else:
+                fh.seek(padded, os.SEEK_CUR)
+    buf.write(bytes(1024))
+    buf.seek(0)
+    return buf
+
+
+def _members_by_tarfile(path: Path, keys: set[str]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(path, "r:") as src, tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as dst:
+        for info in src:
+            if info.isfile() and split_member_name(info.name)[0] in keys:
+                dst.addfile(info, src.extractfile(info))
+    buf.seek(0)
+    return buf
+
+
+def _draw(sample: ClipSample, row: dict, out: Path, cfg: ReportConfig, model) -> tuple[str, object]:
+    """Write one clip's picture; (key, (file, (width, height))) or (key, the problem)."""
+    try:
+        depth = clip_depth(sample)
+        pos = align.sample_indices(len(sample.rgb), cfg.frames)
+        rgb = _rgb_frames(sample, pos)
+        d = depth[pos]
+        pred = None
+        if model is not None:
+            idx = [int(i) for i in np.asarray(row["frame_indices"] or list(range(len(sample.rgb))))[pos]]
+            pred = predict(model, rgb, d, idx)
+        img = compose(clip_views(rgb, d, pred, cfg.thumb_width))
+        name = f"img/{sample.key}.webp"
+        (out / name).write_bytes(encode_webp(img, cfg.webp_quality))
+        return sample.key, (name, (img.shape[1], img.shape[0]))
+    except (ValueError, OSError) as exc:
+        return sample.key, f"{row['shard']}: {exc}"
 
 
 def _rgb_frames(sample: ClipSample, positions: list[int]) -> np.ndarray:
