@@ -76,11 +76,12 @@ def replicated(work: Path, clips: int) -> Path:
 
 
 def measure(dataset: Path, out: Path, cfg: ReportConfig) -> dict:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     s = write_report(dataset, out, cfg, overwrite=True, progress=False)
     rows = read_manifest(dataset).to_pylist()
     return {"clips_in_dataset": len(rows), "written": sum(r["shard"] is not None for r in rows),
             "clips_shown": s.clips_shown, "pages": s.pages, "seconds": round(time.perf_counter() - t0, 2),
+            "cpu_seconds": round(time.process_time() - c0, 2),
             "megabytes": round(s.bytes / 1e6, 2), "shown_per_group": s.groups}
 
 
