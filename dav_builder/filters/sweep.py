@@ -335,6 +335,7 @@ def plot_histograms(scores: dict[str, np.ndarray], cfg: ScoringConfig, path: Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     names = list(scores)
     cols = min(4, max(1, len(names)))
@@ -356,12 +357,18 @@ def plot_histograms(scores: dict[str, np.ndarray], cfg: ScoringConfig, path: Pat
             ax.legend(fontsize=7)
         else:
             ax.hist(vals, bins=bins, color="#3b75af")
+        counts = np.histogram(vals, bins=bins)[0] if vals.size else np.zeros(1)
+        tall = counts.max() if counts.size else 0
+        if tall >= 20 and tall >= 20 * counts[counts > 0].min():
+            ax.set_yscale("log")  # one bar holds most clips: the few beyond the threshold stay visible
+            ax.set_ylim(bottom=0.7)
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         if enabled(cfg, name):
             ax.axvline(threshold_of(cfg, name), color="k", linestyle="--", linewidth=1)
         rule = "drop below" if name in MODEL_SCORES else "drop above"
         ax.set_title(f"{name}\n({rule} the dashed line; {int((~fin).sum())} null)", fontsize=9)
         ax.tick_params(labelsize=7)
-        ax.set_ylabel("clips", fontsize=8)
+        ax.set_ylabel("clips (log scale)" if ax.get_yscale() == "log" else "clips", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
