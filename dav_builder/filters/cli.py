@@ -195,6 +195,11 @@ def sweep(dataset, depth_threshold, semantic_threshold, checks, grids, labels, m
                    f"ones): catches {choice.bad_caught} of {choice.bad_total} bad, drops {choice.good_dropped} of "
                    f"{choice.good_total} good, keeps {choice.kept} of {n} written clips:")
         click.echo("  " + sw.apply_command(dataset, choice.cfg, scores))
+        loose = [k for k in scores if sw.enabled(choice.cfg, k)
+                 and not sw.fails_alone(scores[k], k, sw.threshold_of(choice.cfg, k)).any()]
+        if loose:
+            click.echo(f"  ({', '.join(loose)}: tightening did not pay off on these labels; each keeps the "
+                       "threshold given when that drops no clip here, else one just past every stored score)")
     prefix = out_prefix or (dataset / "sweep")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = Path(f"{prefix}.csv"), Path(f"{prefix}.png")

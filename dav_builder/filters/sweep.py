@@ -221,7 +221,9 @@ def choose_thresholds(scores: dict[str, np.ndarray], cfg: ScoringConfig, n: int,
     semantic thresholds together: the paper's rule needs both low) a few candidate steps stricter
     at a time, taking the move with the most bad clips caught per good clip lost, while the budget
     holds.  Greedy, not exhaustive: it can miss a better combination, but each step is cheap and
-    the result is always within the budget.  Checks ``cfg`` turned off stay off.
+    the result is always within the budget.  Checks ``cfg`` turned off stay off; a score whose
+    threshold was never tightened keeps ``cfg``'s when that drops no stored clip (rather than one
+    just past the largest score, which new data could exceed).
     """
     lab = bad >= 0
     b = bad[lab] == 1
@@ -276,23 +278,31 @@ def choose_thresholds(scores: dict[str, np.ndarray], cfg: ScoringConfig, n: int,
         _, idx, caught, lost = best
     chosen = copy.deepcopy(cfg)
     for name in names:
+        if idx[name] == 0 and not fails_alone(scores[name], name, threshold_of(cfg, name)).any():
+            continue  # never tightened and the given threshold drops no stored clip: keep it (not stricter)
         chosen = with_threshold(chosen, name, grids[name][idx[name]])
     return Choice(chosen, caught, n_bad, lost, n_good, int(kept_mask(scores, chosen, n).sum()))
+
+
+def exact(x: float) -> str:
+    """``x`` as short text that parses back to exactly ``x``."""
+    short = f"{x:.4g}"
+    return short if float(short) == x else repr(float(x))
 
 
 def apply_command(dataset: Path, cfg: ScoringConfig, scores: dict[str, np.ndarray]) -> str:
     """The ``dav-filter apply`` command that applies ``cfg``'s thresholds for the stored scores."""
     parts = ["dav-filter", "apply", str(dataset), "--out", f"{str(dataset).rstrip('/')}-filtered"]
     if "depth_score" in scores:
-        parts += ["--depth-threshold", f"{cfg.depth.threshold:.4g}"]
+        parts += ["--depth-threshold", exact(cfg.depth.threshold)]
     if "semantic_score" in scores:
-        parts += ["--semantic-threshold", f"{cfg.clip.threshold:.4g}"]
+        parts += ["--semantic-threshold", exact(cfg.clip.threshold)]
     for name in CHECKS:
         check = getattr(cfg, name)
         if not check.enabled:
             parts += ["--check", f"{name}=off"]
         elif name in scores:
-            parts += ["--check", f"{name}={check.threshold:.4g}"]
+            parts += ["--check", f"{name}={exact(check.threshold)}"]
     return " ".join(parts)
 
 
