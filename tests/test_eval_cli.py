@@ -62,23 +62,24 @@ def test_benchmark_table_as_markdown_and_json(tiny_model, sets, tmp_path, capsys
 
 
 def test_help_examples_run(tiny_model, sets, tmp_path):
-    """Every --benchmark example of ``dav-train eval --help``, with its paths pointed at the fixtures
-    (and ensemble 20 cut to 2, frames kept small, so that it runs in seconds on a CPU)."""
+    """Every --benchmark example of ``dav-train eval --help`` and docs/evaluation.md, with its paths
+    pointed at the fixtures (and ensemble 20 cut to 2, frames kept few, so it runs in seconds on a CPU)."""
     subst = {"runs/svd": str(tiny_model), "runs/tiny": str(tiny_model), "/models/depth-any-video": str(tiny_model),
              "--ensemble 20": "--ensemble 2", "--out eval.json": f"--out {tmp_path / 'e.json'}"}
     subst.update({f"/data/{k}": str(v) for k, v in sets.items()})
     subst["/data/nyu"] = str(sets["nyuv2"])
+    doc = (Path(__file__).parents[1] / "docs" / "evaluation.md").read_text()
+    lines = [ln.strip() for ln in EVAL_EPILOG.splitlines() + doc.splitlines()]
+    examples = list(dict.fromkeys(ln for ln in lines if ln.startswith("dav-train eval") and "--benchmark" in ln))
+    assert len(examples) == 3, examples          # the docs show the --help examples
     ran = 0
-    for line in EVAL_EPILOG.splitlines():
-        line = line.strip()
-        if not line.startswith("dav-train eval") or "--benchmark" not in line:
-            continue
+    for line in examples:
         for a, b in sorted(subst.items(), key=lambda kv: -len(kv[0])):
             line = line.replace(a, b)
-        argv = shlex.split(line)[1:] + ["--max-res", "32", "--max-clips", "1", "-q", "--set" if "sintel" in line
-                                        else "--device", "sintel.frames=3" if "sintel" in line else "cpu"]
-        if "scannetpp" in line:
-            argv += ["--set", "scannetpp.frames=3"]
+        argv = shlex.split(line)[1:] + ["--max-res", "32", "--max-clips", "1", "-q", "--device", "cpu"]
+        for name in ("sintel", "scannetpp"):
+            if f"{name}=" in line:
+                argv += ["--set", f"{name}.frames=3"]
         run(argv)
         ran += 1
     assert ran == 3
