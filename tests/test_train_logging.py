@@ -5,8 +5,12 @@ it is not installed.  (A real training run's events: tests/test_model_train.py.)
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 from dav_builder.evaluation.trainlog import TrainLogger, tag_of
 
@@ -61,3 +65,25 @@ def test_wandb_without_the_package_says_so_and_goes_on(tmp_path):
     log.close()
     assert len(said) == 1 and "wandb package is not installed" in said[0] and "pip install wandb" in said[0]
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
+
+
+def test_held_out_scores_of_a_video_with_poses():
+    import numpy as np
+
+    import eval_fixtures as fx
+    from dav_builder.evaluation.heldout import HeldOutClip, evaluate_heldout
+
+    h, w, n = 24, 32, 4
+    depth = np.stack([fx.scene_depth(t, h, w) for t in range(n)])
+    clip = HeldOutClip("c", np.zeros((n, h, w, 3), np.uint8), depth, list(range(n)),
+                       np.stack([fx.scene_K(h, w)] * n), np.stack([fx.scene_pose(t) for t in range(n)]))
+
+    def exact(rgb, idx, seed=0):                      # a perfect model: the true disparity, rescaled
+        return 3 / depth + 1
+
+    def flicker(rgb, idx, seed=0):                    # right per frame, but its scale drifts over time
+        return (3 / depth) * (1 + 0.2 * np.arange(n))[:, None, None]
+
+    good, bad = evaluate_heldout(exact, [clip]), evaluate_heldout(flicker, [clip])
+    assert good["eval_abs_rel"] < 1e-6 and good["eval_delta1"] == 1.0 and good["eval_tae"] < 0.01
+    assert bad["eval_abs_rel"] > 0.05 and bad["eval_tae"] > 5 * good["eval_tae"]

@@ -1,6 +1,7 @@
 """Evaluation during training: AbsRel, delta1 and TAE of the model on a few held-out clips.
 
-The clips (the first ``eval_clips`` validation clips by id, their first ``eval_frames`` frames) and
+The clips (the ``eval_clips`` longest validation clips, ties by id, so that video clips and TAE are
+in; their first ``eval_frames`` frames) and
 the noise (seed 0) are fixed, so successive evaluations of one run form a comparable curve.  The
 protocol is the paper's alignment (one least-squares fit in disparity per clip, frames averaged)
 with each clip's own depth range as caps (a dav-build dataset has no fixed range) and the
@@ -35,7 +36,7 @@ def load_heldout(dataset: Path, clips: list, n_clips: int, n_frames: int) -> lis
 
     reader = ClipReader(Path(dataset))
     out = []
-    for ref in sorted(clips, key=lambda c: c.clip_id)[:n_clips]:
+    for ref in sorted(clips, key=lambda c: (-c.num_frames, c.clip_id))[:n_clips]:
         frames = list(range(min(ref.num_frames, n_frames) if n_frames > 0 else ref.num_frames))
         f = reader.read(ref, frames)
         K, T = f.meta.get("K"), f.meta.get("cam_to_world")

@@ -102,7 +102,7 @@ class TrainConfig:
     log_every: int = 1
     """Steps between lines of metrics.jsonl."""
     eval_clips: int = 2
-    """Held-out (validation) clips on which AbsRel, delta1 and TAE are measured during training and
+    """Held-out (validation) clips, the longest, on which AbsRel, delta1 and TAE are measured during training and
     logged as eval_abs_rel, eval_delta1, eval_tae (0 = off); see dav_builder/evaluation/heldout.py."""
     eval_frames: int = 8
     """First frames of each of those clips that are predicted (0 = all)."""
