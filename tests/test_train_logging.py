@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dav_builder.evaluation.trainlog import TrainLogger, tag_of
+from dav_builder.evaluation.trainlog import TrainLogger, tag_of  # noqa: E402
 
 
 def read_events(run):
