@@ -88,8 +88,12 @@ def test_build_writes_the_format(captures, tmp_path):
     s = seen[r["clip_id"]]
     meta = json.loads(s["json"])
     assert meta["frame_indices"] == r["frame_indices"] and len(meta["K"]) == r["num_frames"]
-    d = npy_to_depth(s["depth.0000.npy"])
+    # depth is the default lossless codec, which webdataset's own decoder reads (an .npz)
+    assert meta["depth_codec"] == "npz" and stats["depth_codec"] == "npz"
+    assert "depth.0000.npy" not in s
+    d = wds.autodecode.npz_loads(s["depth.0000.npz"])["depth"]
     assert d.dtype == np.float16 and d.shape == (48, 64)
+    np.testing.assert_array_equal(npy_to_depth(s["depth.0000.npz"]), d)
     # depth encoded in the reading threads is the capture's planar metres, as float16
     from dav_builder.capture.dav import DavCapture
 

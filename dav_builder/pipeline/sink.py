@@ -176,6 +176,7 @@ class DatasetSink:
         frames_read = sum(s["frames_read"] for s in summaries)
         return {
             "format": "dav-dataset/1",
+            "depth_codec": self.cfg.shards.depth_codec,
             "inputs": inputs,
             "config_fingerprint": self.cfg.fingerprint(),
             "captures": len(summaries),
