@@ -77,6 +77,11 @@ def test_build_writes_the_format(captures, tmp_path):
     assert stats["clips_cut"] == len(rows) and stats["clips_written"] == len(written)
     assert stats["captures"] == 4 and stats["captures_failed"] == 1
     assert result.stats["complete"] is True
+    # the dataset card and the kept lists follow the manifest
+    assert "configs:" in (out / "README.md").read_text()
+    for bucket in {r["bucket"] for r in written}:
+        kept = json.loads((out / "kept" / f"{bucket}.json").read_text())
+        assert sorted(kept["keys"]) == sorted(r["clip_id"] for r in written if r["bucket"] == bucket and r["keep"])
 
     # plain webdataset, with no code from this project, reads every written clip
     seen = {}
