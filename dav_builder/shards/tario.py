@@ -45,7 +45,7 @@ DEPTH_CODECS = ("npz", "npy")
 DEFAULT_DEPTH_CODEC = "npz"
 NPZ_ARRAY = "depth"
 """Name of the array inside a ``.npz`` depth member."""
-NPZ_LEVEL = 6
+NPZ_LEVEL = 1
 """zlib level of ``.npz`` depth: see docs/benchmarks.md (level 1 is faster to write but larger)."""
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -66,7 +66,7 @@ def depth_to_npy(depth: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def depth_to_npz(depth: np.ndarray, level: int = NPZ_LEVEL) -> bytes:
+def depth_to_npz(depth: np.ndarray, level: int | None = None) -> bytes:
     """Serialise one planar depth frame as the ``npz`` codec: the float16 ``.npy`` of
     :func:`depth_to_npy`, deflated inside a zip as array ``depth``, with fixed zip metadata
     (no clock, no host) so equal depth gives equal bytes."""
@@ -76,7 +76,8 @@ def depth_to_npz(depth: np.ndarray, level: int = NPZ_LEVEL) -> bytes:
     info.external_attr = 0o644 << 16
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(info, depth_to_npy(depth), compress_type=zipfile.ZIP_DEFLATED, compresslevel=level)
+        zf.writestr(info, depth_to_npy(depth), compress_type=zipfile.ZIP_DEFLATED,
+                    compresslevel=NPZ_LEVEL if level is None else level)
     return buf.getvalue()
 
 
