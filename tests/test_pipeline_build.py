@@ -210,3 +210,14 @@ def test_depth_is_encoded_while_reading_only_when_buckets_keep_the_size():
     assert not read_plan(load_config(overrides={"buckets": {"mode": "resize", "sizes": [[64, 96]]}})).encode_depth
     off = {"scoring": {"lag_pairs": 0}}
     assert read_plan(load_config()).fine_side == 256 and read_plan(load_config(overrides=off)).fine_side == 0
+
+
+def test_rebuild_gives_byte_identical_shards_card_and_lists(captures, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        build_dataset([captures / "engine"], out, cfg(), progress=False, say=lambda s: None)
+    paths = sorted(p.relative_to(a).as_posix() for p in a.rglob("*")
+                   if p.is_file() and (p.suffix == ".tar" or p.name == "README.md" or p.parent.name == "kept"))
+    assert any(p.endswith(".tar") for p in paths) and "README.md" in paths
+    for rel in paths:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel

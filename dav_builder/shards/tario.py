@@ -1,4 +1,4 @@
-"""Reading and writing WebDataset tar members: the byte-level layout of DATASET_FORMAT.md.
+"""Reading and writing WebDataset tar members: the byte-level layout of docs/dataset-format.md.
 
 A clip is stored as contiguous members ``<key>.json``, ``<key>.rgb.<i>.<ext>`` ... and
 ``<key>.depth.<i>.<codec>`` ...; the key has no dots.  Plain :mod:`tarfile` is used on purpose: the
