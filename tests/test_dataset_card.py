@@ -133,3 +133,43 @@ def test_the_cards_own_snippets_run(tmp_path, monkeypatch):
         scope: dict = {}
         exec(code.replace("DATASET_DIR", str(ds_dir)), scope)
         assert scope["depth0"].shape == (32, 48) and scope["depth0"].max() > 0  # datasets gives float32, webdataset float16
+
+
+@pytest.mark.parametrize("codec", ["npz", "npy"])
+def test_trainer_reads_both_depth_codecs(tmp_path, codec):
+    from dav_builder.model.data import ClipReader, kept_clips
+    from dav_builder.shards.tario import iter_tar_samples
+
+    ds_dir, depth = write_dataset(tmp_path / "ds", codec)
+    reader = ClipReader(ds_dir)
+    refs = kept_clips(ds_dir)
+    assert refs
+    for ref in refs:
+        frames = reader.read(ref, [0, ref.num_frames - 1])
+        np.testing.assert_array_equal(frames.depth, depth[ref.clip_id][[0, ref.num_frames - 1]])
+        assert frames.meta["depth_codec"] == codec
+    # re-packing (dav-filter apply) keeps each member's codec and names it
+    sample = next(iter_tar_samples(ds_dir / refs[0].shard))
+    names = [n for n, _ in sample.members()]
+    assert all(n.endswith(f".{codec}") for n in names if ".depth." in n) and sample.depth_codec == codec
+
+
+def test_filter_apply_writes_the_card_with_exact_kept_splits(tmp_path):
+    from datasets import load_dataset
+
+    from dav_builder.filters.apply import apply_thresholds
+    from dav_builder.filters.config import ScoringConfig
+
+    src, _ = write_dataset(tmp_path / "src", "npy")
+    (src / "stats.json").write_text(json.dumps({"depth_codec": "npy"}))
+    stats = apply_thresholds(src, tmp_path / "dst", ScoringConfig(), progress=False)
+    dst = tmp_path / "dst"
+    assert stats["depth_codec"] == "npy" and json.loads((dst / "stats.json").read_text())["depth_codec"] == "npy"
+    head = (dst / "README.md").read_text().split("---")[1]
+    kept_total = 0
+    for b in bucket_summaries(__import__("pyarrow.parquet").parquet.read_table(dst / "manifest.parquet")):
+        assert b.kept_split_exact and f"config_name: {b.name}" in head
+        kept = load_dataset(str(dst), b.name, split="kept", cache_dir=str(tmp_path / "hf"))
+        assert len(kept) == len(b.kept_keys) == b.clips
+        kept_total += len(kept)
+    assert kept_total == stats["clips_kept"] > 0
