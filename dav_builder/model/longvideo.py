@@ -73,7 +73,7 @@ def windows(n: int, size: int, overlap: int) -> list[tuple[int, int]]:
     out = [(s, s + size - 1) for s in range(0, n - size + 1, step)]
     if out[-1][1] < n - 1:
         last = (n - size, n - 1)
-        if len(out) >= 2 and last[0] <= out[-2][1] - 2:
+        if len(out) >= 2 and last[0] <= out[-2][1]:
             out.pop()
         out.append(last)
     return out
