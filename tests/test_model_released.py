@@ -16,7 +16,7 @@ from dav_builder.model.predictor import VideoDepthPredictor
 from dav_builder.model.video_depth import DepthAnyVideo
 from released_fixture import ReferencePipeline, save_released_layout
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny models: threads only contend on a shared machine
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,30 @@ def test_scoring_depth_path_accepts_the_released_folder(released):
     model = load_depth_model(str(released), steps=1, device="cpu")
     out = model(frames(4), [0, 3, 6, 9])
     assert out.shape == (4, 16, 16) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("n, window", [(23, 16), (60, 32), (700, 32)])
+def test_long_videos_predict_every_frame_once_with_joint_keyframes(predictor, n, window):
+    from dav_builder.model.longvideo import coverage, plan_long_video
+
+    predictor.steps, predictor.window, predictor.interp_batch = 1, window, 64
+    try:
+        predictor.calls.clear()
+        out = predictor(frames(n, h=8, w=8, seed=n))
+    finally:
+        predictor.window, predictor.interp_batch = 32, 4
+    assert out.shape == (n, 8, 8) and np.isfinite(out).all()
+    plan = plan_long_video(n, window, 18)
+    assert np.allclose(coverage(plan), 1.0)
+    video = [c[1] for c in predictor.calls if c[0] == "video"]
+    interp = [c[1] for c in predictor.calls if c[0] == "interp"]
+    keys = sorted({i for c in video for i in c})
+    assert keys == list(plan.keyframes)
+    assert all(len(c) <= window for c in video)
+    if len(keys) <= window:
+        assert len(video) == 1  # one joint call over every keyframe, at their true indices
+    else:
+        assert all(set(a) & set(b) for a, b in zip(video, video[1:]))  # overlapping joint calls
+    # the interpolator only sees windows of 18 consecutive frames, each between two keyframes
+    assert all(c == list(range(c[0], c[0] + 18)) and c[0] in keys and c[-1] in keys for c in interp)
+    assert sorted({i for c in interp for i in c}) == list(range(n))

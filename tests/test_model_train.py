@@ -15,7 +15,7 @@ from dav_builder.pipeline.build import build_dataset
 from dav_builder.pipeline.config import load_config
 from dav_builder.render.engine import RenderConfig, render_captures
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny models: threads only contend on a shared machine
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,9 @@ class VideoDepthPredictor:
     key_overlap: int | None = None
     """Keyframes shared by neighbouring keyframe calls past the video window (None: a quarter of it)."""
     decode_chunk = DECODE_CHUNK
+    interp_batch = 4
+    """Interpolation windows per interpolator call (a batch; the noise is drawn window by window in order,
+    so the result does not depend on it)."""
 
     def __init__(self, model: DepthAnyVideo, device: str | None = None, steps: int = 1,
                  interpolator: DepthAnyVideo | None = None):
@@ -126,18 +129,24 @@ class VideoDepthPredictor:
         assert key_lat is not None
         out = torch.zeros((len(indices),) + key_lat.shape[1:], dtype=key_lat.dtype, device=key_lat.device)
         slot = {p: i for i, p in enumerate(keys)}
-        for call in plan.interp_calls:
-            frames = list(call.frames)
-            self.calls.append(("interp", [indices[p] for p in frames]))
-            mask = torch.zeros(1, len(frames), dtype=torch.bool, device=self.device)
+        calls = list(plan.interp_calls)
+        for b in range(0, len(calls), max(1, self.interp_batch)):
+            group = calls[b : b + max(1, self.interp_batch)]
+            wins = [list(c.frames) for c in group]
+            for frames in wins:
+                self.calls.append(("interp", [indices[p] for p in frames]))
+            mask = torch.zeros(len(wins), len(wins[0]), dtype=torch.bool, device=self.device)
             mask[:, [0, -1]] = True
-            known = torch.zeros_like(out[: len(frames)])
-            known[0], known[-1] = key_lat[slot[frames[0]]], key_lat[slot[frames[-1]]]
-            rgb_lat = self.interpolator.encode(self._tensor(x[frames]))
-            z = self.interpolator.interpolate_latents(rgb_lat, known[None], mask, self.steps, generator)[0]
-            w = torch.tensor(call.weights, dtype=z.dtype, device=z.device).view(-1, 1, 1, 1)
-            used = [i for i, wi in enumerate(call.weights) if wi > 0]
-            out[[frames[i] for i in used]] += (w * z)[used]
+            known = torch.zeros((len(wins), len(wins[0])) + key_lat.shape[1:], dtype=key_lat.dtype,
+                                device=key_lat.device)
+            for j, frames in enumerate(wins):
+                known[j, 0], known[j, -1] = key_lat[slot[frames[0]]], key_lat[slot[frames[-1]]]
+            rgb_lat = self.interpolator.encode(torch.cat([self._tensor(x[frames]) for frames in wins]))
+            z = self.interpolator.interpolate_latents(rgb_lat, known, mask, self.steps, generator)
+            for j, (call, frames) in enumerate(zip(group, wins)):
+                w = torch.tensor(call.weights, dtype=z.dtype, device=z.device).view(-1, 1, 1, 1)
+                used = [i for i, wi in enumerate(call.weights) if wi > 0]
+                out[[frames[i] for i in used]] += (w * z[j])[used]
         for p in plan.from_keyframes:
             out[p] = key_lat[slot[p]]
         return out
