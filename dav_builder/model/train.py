@@ -200,6 +200,9 @@ def train(dataset: Path, run: Path, cfg: RunConfig, resume: bool = False, progre
         raise TrainError(f"{run} already holds a run (checkpoint {ckpt.name}); pass --resume to continue it "
                          "or choose another --out")
     state = load_checkpoint(ckpt) if ckpt is not None else None
+    if state is not None and "velocity" not in state.get("config", {}).get("model", {"velocity": None}):
+        raise TrainError(f"{ckpt}: written by a version that predicted x - noise; this version trains noise - x "
+                         f"(docs/training.md); start a new run with train.init_from: {run / FINAL} (converted on load)")
     start = int(state["step"]) if state else 0
     if start >= tc.max_steps and (run / FINAL).is_dir():
         echo(f"{run}: already trained to step {start} (max_steps {tc.max_steps}); nothing to do")
