@@ -204,3 +204,27 @@ def test_two_rank_run_draws_per_rank_and_resumes_exactly_after_a_kill(dataset, t
     assert "resuming at step" in err
     got = [(r["step"], r["loss"], r["sigma"]) for r in records(crashy)]
     assert got == [(r["step"], r["loss"], r["sigma"]) for r in recs]
+
+
+@pytest.mark.parametrize("task", ["video", "interp"])
+def test_training_starts_from_the_released_folder(dataset, tmp_path, task):
+    """train.init_from: the released layout as it is (video: unet/ and vae/; interp: unet_interp/)."""
+    from released_fixture import save_released_layout
+
+    from dav_builder.model.interp import DepthInterpolator
+    from dav_builder.model.video_depth import DepthAnyVideo
+
+    released = save_released_layout(tmp_path / "depth-any-video")
+    cfg = load_run_config(preset="tiny", overrides={
+        "model": {"task": task, "window": 6},
+        "train": {"init_from": str(released), "max_steps": 2, "sample_frames": 4, "scale": 1.0, "num_workers": 0,
+                  "val_every": 0, "checkpoint_every": 2, "ema_decay": 0, "lr": 0.0, "warmup_steps": 0}})
+    result = train(dataset, tmp_path / "run", cfg, progress=False, echo=lambda s: None)
+    assert result.step == 2 and all(l == l for l in result.losses)
+    cls, sub = (DepthAnyVideo, "unet") if task == "video" else (DepthInterpolator, "unet_interp")
+    start = cls.from_pretrained(released, subfolder=sub)
+    out = cls.from_pretrained(tmp_path / "run" / "final")
+    assert out.unet.config.in_channels == (8 if task == "video" else 16)
+    # lr 0: the export is the released network itself, re-saved in the same layout
+    for (name, a), (_, b) in zip(start.unet.state_dict().items(), out.unet.state_dict().items()):
+        assert torch.equal(a, b), name
