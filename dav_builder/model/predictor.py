@@ -11,6 +11,7 @@ there is no interpolator or the frames are not consecutive.
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +67,8 @@ class VideoDepthPredictor:
         self.steps = steps
         self.window = model.config.window
         self.interp_window = interpolator.config.window if interpolator is not None else None
-        self.calls: list[tuple[str, list[int]]] = []
-        """(``video`` or ``interp``, frame indices) per model call, for inspection."""
+        self.calls: deque[tuple[str, list[int]]] = deque(maxlen=10_000)
+        """(``video`` or ``interp``, frame indices) of the latest model calls, for inspection."""
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, steps: int = 1,
