@@ -228,3 +228,16 @@ def test_training_starts_from_the_released_folder(dataset, tmp_path, task):
     # lr 0: the export is the released network itself, re-saved in the same layout
     for (name, a), (_, b) in zip(start.unet.state_dict().items(), out.unet.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_frame_dropout_is_salted_by_the_rank(dataset):
+    from dav_builder.model.data import MicroBatches, kept_clips
+    from dav_builder.model.sampler import BucketBatchPlan
+
+    clips = [c for c in kept_clips(dataset) if c.num_frames > 4]
+    plan = BucketBatchPlan(clips, {}, 1, seed=0)  # the same clips for both, to compare the dropout alone
+    r0, r1 = (MicroBatches(dataset, plan, 4, 0, 1.0, 16, 0, 8, rank=r) for r in (0, 1))
+    a, b = [r0[i].frame_indices for i in range(4)], [r1[i].frame_indices for i in range(4)]
+    assert all(x.shape == y.shape for x, y in zip(a, b))
+    assert any(not torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, [r0[i].frame_indices for i in range(4)]))  # deterministic
