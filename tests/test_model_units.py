@@ -305,3 +305,15 @@ def test_run_config_layers(tmp_path):
         load_run_config(tmp_path / "bad.yaml")
     with pytest.raises(RunConfigError, match="init_from"):
         load_run_config(overrides={"model": {"task": "interp"}})
+
+
+def test_a_short_interpolator_uses_its_own_window(model):
+    interp = DepthInterpolator.from_video_model(model)
+    interp.config.window = 5  # shorter than the released 18: the overlap shrinks with it
+    pred = VideoDepthPredictor(model, device="cpu", steps=1, interpolator=interp)
+    out = pred((np.random.default_rng(1).random((30, 16, 16, 3)) * 255).astype(np.uint8))
+    assert out.shape == (30, 16, 16) and np.isfinite(out).all()
+    windows_seen = [c[1] for c in pred.calls if c[0] == "interp"]
+    assert windows_seen and all(w == list(range(w[0], w[0] + 5)) for w in windows_seen)
+    assert sorted({i for w in windows_seen for i in w}) == list(range(30))
+    assert all(len(c[1]) <= model.config.window for c in pred.calls if c[0] == "video")

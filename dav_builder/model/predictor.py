@@ -117,7 +117,8 @@ class VideoDepthPredictor:
     def _long_latents(self, x: np.ndarray, indices: list[int], generator: torch.Generator) -> torch.Tensor:
         """Latents of every frame by the keyframe + interpolation plan (``x`` padded frames)."""
         assert self.interpolator is not None and self.interp_window is not None
-        plan = plan_long_video(len(indices), self.window, self.interp_window, self.overlap, self.key_overlap)
+        overlap = min(self.overlap, max(2, (self.interp_window + 1) // 2))  # short interpolators share less
+        plan = plan_long_video(len(indices), self.window, self.interp_window, overlap, self.key_overlap)
         keys = list(plan.keyframes)
         key_lat: torch.Tensor | None = None
         for call in plan.key_calls:
