@@ -108,3 +108,10 @@ def test_dav_build_scores_with_the_folder_as_it_is(captures, tmp_path, which):
     assert any("depth_score on" in line for line in lines), lines
     rows = [r for r in pq.read_table(tmp_path / "ds" / "manifest.parquet").to_pylist() if r["shard"]]
     assert rows and all(r["depth_score"] is not None and 0 <= r["depth_score"] <= 1 for r in rows)
+
+
+def test_a_broken_released_folder_is_a_clear_error(tmp_path):
+    folder = save_released_layout(tmp_path / "dav")
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ModelUnavailableError, match="diffusion_pytorch_model.safetensors"):
+        load_depth_model(str(folder), device="cpu")

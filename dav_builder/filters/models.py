@@ -107,7 +107,10 @@ def load_depth_model(path: str, steps: int = 1, device: str = "auto") -> Callabl
         from dav_builder.model.predictor import VideoDepthPredictor
     except ImportError as exc:  # pragma: no cover - the model package is part of the project
         raise ModelUnavailableError(f"cannot load dav-train models: {exc}") from None
-    predictor = VideoDepthPredictor.from_pretrained(path, device=resolve_device(device), steps=steps)
+    try:
+        predictor = VideoDepthPredictor.from_pretrained(path, device=resolve_device(device), steps=steps)
+    except (FileNotFoundError, ValueError) as exc:  # an incomplete run, or a folder in another layout
+        raise ModelUnavailableError(f"scoring.depth.path {path!r}: {exc}") from None
     return _WithPositions(predictor)
 
 
