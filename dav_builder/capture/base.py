@@ -15,6 +15,7 @@ raises :class:`CaptureError` when it is opened.
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -58,6 +59,20 @@ class FrameError(Exception):
         self.problem = safe_text(problem)
         self.index = index
         super().__init__(f"{self.path}: {self.problem}")
+
+
+@contextlib.contextmanager
+def _as_frame_error(path: str, index: int) -> Iterator[None]:
+    """Turn any exception a reader or decoder raises for one file into that frame's FrameError
+    (a decoder's own exception, a reader's bug): one bad file never ends the capture."""
+    try:
+        yield
+    except FrameError as exc:
+        if exc.index is None:
+            exc.index = index
+        raise
+    except Exception as exc:
+        raise FrameError(path, f"cannot be read ({type(exc).__name__}: {exc})", index) from exc
 
 
 @dataclass(frozen=True)
@@ -159,11 +174,13 @@ class Capture(abc.ABC):
         (``fine_side`` > 0 also keeps a grey image of up to that size)."""
         from dav_builder.capture.imageio import as_rgb8, decode_levels
 
-        data, ext = self.read_rgb_bytes(frame)
-        data, ext = as_rgb8(data, frame.rgb, ext)  # the dataset holds 8-bit RGB only
-        small, fine = decode_levels(data, frame.rgb, small_side, fine_side, expect_size=(self.height, self.width))
-        assert small is not None
-        depth = self.read_depth(frame)
+        with _as_frame_error(frame.rgb, frame.index):
+            data, ext = self.read_rgb_bytes(frame)
+            data, ext = as_rgb8(data, frame.rgb, ext)  # the dataset holds 8-bit RGB only
+            small, fine = decode_levels(data, frame.rgb, small_side, fine_side, expect_size=(self.height, self.width))
+            assert small is not None
+        with _as_frame_error(frame.depth, frame.index):
+            depth = self.read_depth(frame)
         return FrameData(info=frame, rgb_bytes=data, rgb_ext=ext, rgb_small=small, depth=depth, grey_fine=fine)
 
     def __repr__(self) -> str:
