@@ -21,6 +21,8 @@ APPLY_EPILOG = """\b
 Examples:
   dav-filter apply /data/dav-v1 --out /data/dav-v1-strict --depth-threshold 0.7 --semantic-threshold 0.85
   dav-filter apply demo-out/dataset --out demo-out/relaxed --check edge_misalignment=0.2 --check depth_lag=off
+\b
+Rerunning an interrupted apply with the same options resumes it; --overwrite starts again.
 """
 
 
@@ -100,9 +102,11 @@ def sweep(dataset, depth_thresholds, semantic_thresholds, labels, out_prefix) ->
 @click.option("--semantic-threshold", type=float, default=None, help="Semantic-score threshold (default: the build's).")
 @click.option("--check", "checks", multiple=True, metavar="NAME=VALUE|off",
               help="Change a model-free check's threshold, or turn it off (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again (default: resume it).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def apply(dataset, out, depth_threshold, semantic_threshold, checks, quiet) -> None:
-    """Write a new dataset with only the clips the given thresholds keep (tar members copied)."""
+def apply(dataset, out, depth_threshold, semantic_threshold, checks, overwrite, quiet) -> None:
+    """Write a new dataset with only the clips the given thresholds keep (tar members copied).
+    Rerunning an interrupted apply with the same options resumes it."""
     from dav_builder.filters.apply import apply_thresholds, scoring_config_of
     from dav_builder.filters.stage import CHECKS
 
@@ -123,10 +127,12 @@ def apply(dataset, out, depth_threshold, semantic_threshold, checks, quiet) -> N
             except ValueError:
                 raise click.BadParameter(f"{item!r}: expected NAME=NUMBER or NAME=off", param_hint="--check") from None
     try:
-        stats = apply_thresholds(dataset, out, cfg, progress=not quiet)
+        stats = apply_thresholds(dataset, out, cfg, progress=not quiet, overwrite=overwrite)
     except (ValueError, FileNotFoundError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    if stats.get("already_complete"):
+        click.echo(f"{out}: already complete with these thresholds; nothing to do")
     click.echo(f"kept {stats['clips_kept']} of {stats['clips_cut']} clips; dropped: {stats['clips_dropped']}")
     click.echo(f"dataset: {out}")
 
