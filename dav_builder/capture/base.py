@@ -72,7 +72,7 @@ def _as_frame_error(path: str, index: int) -> Iterator[None]:
             exc.index = index
         raise
     except Exception as exc:
-        raise FrameError(path, f"cannot be read ({type(exc).__name__}: {exc})", index) from exc
+        raise FrameError(path, f"unexpected {type(exc).__name__} while reading: {exc}", index) from exc
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,9 @@ class DavCapture(Capture):
             self.invalid = tuple(float(v) for v in dmeta.get("invalid", []))
         except (TypeError, ValueError, OverflowError) as exc:
             raise CaptureError(meta_path, f"bad depth.scale/near/far/invalid: {exc}") from None
-        if not (np.isfinite(self.scale) and self.scale > 0):
-            raise CaptureError(meta_path, f"depth.scale must be a positive number, got {self.scale}")
+        if not (np.isfinite(self.scale) and 1e-9 <= self.scale <= 1e6):
+            raise CaptureError(meta_path, f"depth.scale must be a number of metres per unit in [1e-9, 1e6], "
+                                          f"got {self.scale}")
         if self.near is not None and not (np.isfinite(self.near) and self.near > 0):
             raise CaptureError(meta_path, f"depth.near must be a positive number of metres, got {self.near}")
         if self.far is not None and np.isnan(self.far):

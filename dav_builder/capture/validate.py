@@ -20,8 +20,10 @@ import numpy as np
 MAX_INDEX = 2**31 - 1
 #: Largest frame size a capture may declare (the image decoders refuse more anyway).
 MAX_SIDE = 65535
-#: Largest frame rate accepted (a high-speed camera is about 10^4 fps).
-MAX_FPS = 1e5
+#: Frame rates accepted: a time-lapse of one frame per 1000 s up to a high-speed camera.
+MIN_FPS, MAX_FPS = 1e-3, 1e5
+#: Largest focal length or principal point coordinate, in pixels.
+MAX_K = 1e7
 #: Largest coordinate of a camera position, in metres (beyond it float maths loses the scene).
 MAX_POSITION_M = 1e7
 #: Tolerance of the rotation block of a pose: max |R^T R - I|.
@@ -36,8 +38,8 @@ def fps_problem(fps: object) -> str | None:
         f = float(fps)
     except OverflowError:
         f = math.inf
-    if not math.isfinite(f) or f <= 0 or f > MAX_FPS:
-        return f"fps must be a finite number in (0, {MAX_FPS:g}], got {fps!r}"
+    if not math.isfinite(f) or not MIN_FPS <= f <= MAX_FPS:
+        return f"fps must be a finite number in [{MIN_FPS:g}, {MAX_FPS:g}], got {fps!r}"
     return None
 
 
@@ -65,6 +67,8 @@ def K_problem(K: np.ndarray) -> str | None:
         return "K holds non-finite values"
     if not (K[0, 0] > 0 and K[1, 1] > 0):
         return f"K's focal lengths must be positive, got fx={K[0, 0]:g} fy={K[1, 1]:g}"
+    if np.abs(K[:2]).max() > MAX_K:
+        return f"K holds values beyond {MAX_K:g} pixels: {K[:2].tolist()}"
     if not np.allclose(K[2], [0.0, 0.0, 1.0], atol=1e-9) or abs(K[1, 0]) > 1e-9:
         return f"K is not a pinhole matrix (last row {K[2].tolist()}, K[1][0]={K[1, 0]:g})"
     return None

@@ -40,7 +40,7 @@ def failure_text(exc: BaseException, where: str) -> str:
     if isinstance(exc, (CaptureError, FrameError)):
         return f"{exc.path}: {exc.problem}"
     path = getattr(exc, "filename", None) or where
-    return safe_text(f"{path}: {type(exc).__name__}: {exc}")
+    return safe_text(f"{path}: unexpected {type(exc).__name__}: {exc}")
 
 
 def _failed_capture_clip(ref: CaptureRef, text: str, path: str, problem: str) -> Clip:
@@ -82,6 +82,14 @@ def capture_items(ref: CaptureRef, cfg: BuildConfig, skip_ids: frozenset[str] = 
         for out in splitter.run():
             if isinstance(out, CaptureSummary):
                 out.seconds["read"] = out.seconds.get("read", 0.0) + time.perf_counter() - t0 - sum(out.seconds.values())
+                if not out.clip_ids:  # a capture without a single frame still gets its row
+                    text = f"{capture.root}: the capture lists no frames"
+                    clip = _failed_capture_clip(ref, text, str(capture.root), "the capture lists no frames")
+                    out.clip_ids.append(clip.clip_id)
+                    out.frames_dropped["capture_error"] = 0
+                    out.error = text
+                    if clip.clip_id not in skip_ids:
+                        yield Item(clip=clip)
                 yield Item(summary=out)
             else:
                 sent.append(out.clip_id)
