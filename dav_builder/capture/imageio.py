@@ -330,7 +330,7 @@ def read_depth_file(path: Path, encoding: str, height: int, width: int) -> np.nd
     elif encoding == "npy":
         try:
             d = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+        except Exception as exc:  # ValueError, OSError, EOFError, or what a corrupt header makes numpy raise
             raise FrameError(path, f"npy cannot be read (truncated or corrupt): {exc}") from None
         if d.ndim != 2:
             raise FrameError(path, f"npy depth must be 2-D, got shape {d.shape}")
