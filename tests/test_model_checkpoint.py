@@ -158,14 +158,14 @@ def test_no_checkpoints_is_a_new_run(tmp_path):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ckpt")
-    render_captures(root / "captures", RenderConfig(scenes=2, frames=30, width=64, height=48, seed=3), progress=False)
+    render_captures(root / "captures", RenderConfig(scenes=1, frames=30, width=64, height=48, seed=3), progress=False)
     cfg = load_config(overrides={"clips": {"lengths": [12, 1]}, "run": {"executor": "local"}})
     build_dataset([root / "captures"], root / "dataset", cfg, progress=False, say=lambda s: None)
     return root / "dataset"
 
 
 def run_config():
-    t = {"max_steps": 6, "sample_frames": 4, "scale": 1.0, "batch_size": 2, "val_every": 0, "checkpoint_every": 2,
+    t = {"max_steps": 4, "sample_frames": 4, "scale": 1.0, "batch_size": 1, "val_every": 0, "checkpoint_every": 1,
          "keep_checkpoints": 4, "num_workers": 0, "val_batches": 0, "val_fraction": 0.0}
     return load_run_config(preset="tiny", overrides={"train": t})
 
@@ -179,14 +179,14 @@ def test_resume_after_a_corrupt_checkpoint_repeats_the_losses(dataset, tmp_path,
     train(dataset, ref, run_config(), progress=False, echo=lambda s: None)
     run = tmp_path / "damaged"
     shutil.copytree(ref, run)
-    # as if killed right after the step-4 checkpoint, whose tensors then got flipped bytes
+    # as if killed right after the step-3 checkpoint, whose tensors then got flipped bytes
     shutil.rmtree(run / "final")
-    shutil.rmtree(run / "checkpoints" / "step-000006")
-    (run / "checkpoints" / "latest").write_text("step-000004\n")
-    flip_byte(run / "checkpoints" / "step-000004" / TENSORS, 0.7)
+    shutil.rmtree(run / "checkpoints" / "step-000004")
+    (run / "checkpoints" / "latest").write_text("step-000003\n")
+    flip_byte(run / "checkpoints" / "step-000003" / TENSORS, 0.7)
     with caplog.at_level(logging.WARNING, logger="dav_builder.model.checkpoint"):
         result = train(dataset, run, run_config(), resume=True, progress=False, echo=lambda s: None)
-    assert "step-000004" in caplog.text and "checksum" in caplog.text
-    assert len(result.losses) == 4  # resumed from step 2: steps 3..6
+    assert "step-000003" in caplog.text and "checksum" in caplog.text
+    assert len(result.losses) == 2  # resumed from step 2: steps 3 and 4
     assert losses(run) == losses(ref)
     assert not any(n.endswith(".pt") for _, _, files in os.walk(run) for n in files)

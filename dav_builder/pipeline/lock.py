@@ -106,8 +106,12 @@ def lock_dataset(out: str | os.PathLike, what: str = "dav-build") -> DatasetLock
     import fcntl
 
     path = lock_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        raise DatasetLocked(f"{path}: cannot create the dataset's lock file ({exc.strerror or exc}); "
+                            f"is {path.parent} writable?") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
