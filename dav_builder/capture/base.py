@@ -75,6 +75,11 @@ def _as_frame_error(path: str, index: int) -> Iterator[None]:
         raise FrameError(path, f"unexpected {type(exc).__name__} while reading: {exc}", index) from exc
 
 
+class NoDepthError(FrameError):
+    """A frame whose depth buffer holds (almost) no valid depth: a menu or loading screen, a
+    cleared buffer.  Not a broken file: the build reports it as ``no_depth``, not ``unreadable``."""
+
+
 @dataclass(frozen=True)
 class FrameInfo:
     """Metadata of one frame; nothing decoded yet.
