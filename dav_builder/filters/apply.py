@@ -22,6 +22,7 @@ from tqdm import tqdm
 from dav_builder.clip import failed_checks_of
 from dav_builder.filters.config import ScoringConfig
 from dav_builder.filters.stage import CHECKS, SCORE_NAMES, failures
+from dav_builder.shards.card import write_dataset_card
 from dav_builder.shards.manifest import read_manifest, write_manifest
 from dav_builder.shards.tario import iter_tar_samples
 from dav_builder.shards.writer import (STATE_DIR, BucketShardWriter, ShardLimits, atomic_write_json,
@@ -154,7 +155,7 @@ def _apply(src: Path, dst: Path, cfg: ScoringConfig, limits: ShardLimits, progre
     for w in writers.values():
         w.close()
     new_rows += [r for rec in load_shard_records(dst) for r in rec.rows]  # this run's and a killed run's
-    write_manifest(dst, new_rows)
+    table = write_manifest(dst, new_rows)
     dropped = Counter((r["reason"] or "").split(":", 1)[0] for r in new_rows if not r["keep"] and r["bucket"])
     stats = {
         "format": "dav-dataset/1",
@@ -167,5 +168,8 @@ def _apply(src: Path, dst: Path, cfg: ScoringConfig, limits: ShardLimits, progre
         "seconds": round(time.perf_counter() - t0, 3),
         "complete": True,
     }
+    src_stats = src / "stats.json"
+    stats["depth_codec"] = json.loads(src_stats.read_text()).get("depth_codec", "npy") if src_stats.is_file() else "npy"
+    write_dataset_card(dst, table, stats)  # members are copied: the codec is the source's
     atomic_write_json(dst / "stats.json", stats)
     return stats
