@@ -106,8 +106,9 @@ class ShardsConfig:
 class RunConfig:
     """Where and how the build runs."""
 
-    executor: str = "ray"
-    """``ray`` (Ray Data, the default) or ``local`` (one process, for debugging and small inputs)."""
+    executor: str = "auto"
+    """``auto`` (the default: Ray when ``ray_address`` is set, else in this process), ``ray`` (Ray
+    tasks, on a local Ray instance without ``ray_address``) or ``local`` (in this process)."""
     ray_address: str | None = None
     """Join this Ray cluster (``auto`` or ``ray://host:10001``); None starts Ray locally."""
     num_cpus: int | None = None
@@ -118,6 +119,8 @@ class RunConfig:
     """Actors that run model scoring (each loads the models once)."""
     scoring_gpus: float = 0.0
     """GPUs per scoring actor (0 on a CPU machine; set 1 on a GPU cluster)."""
+    task_retries: int = 3
+    """Times Ray runs a unit again when its worker or node dies (a rerun overwrites, never duplicates)."""
     min_valid_fraction: float = 0.01
     """A depth frame with fewer valid pixels than this is unusable."""
 
@@ -146,8 +149,8 @@ class BuildConfig:
                 raise ConfigError(f"buckets.sizes entries are [height, width], got {hw}")
         if self.split.detector not in ("content", "adaptive", "hash", "none"):
             raise ConfigError(f"split.detector must be content, adaptive, hash or none, got {self.split.detector!r}")
-        if self.run.executor not in ("ray", "local"):
-            raise ConfigError(f"run.executor must be ray or local, got {self.run.executor!r}")
+        if self.run.executor not in ("auto", "ray", "local"):
+            raise ConfigError(f"run.executor must be auto, ray or local, got {self.run.executor!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
