@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from dav_builder.storage.params import DatasetLocation
+
 SWEEP_EPILOG = """\b
 Examples:
   dav-filter sweep demo-out/dataset
@@ -40,7 +42,7 @@ def _floats(text: str | None) -> list[float] | None:
 
 
 @main.command(epilog=SWEEP_EPILOG)
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", type=DatasetLocation("manifest"))
 @click.option("--depth-thresholds", help="Comma-separated depth-score thresholds (default: score quantiles).")
 @click.option("--semantic-thresholds", help="Comma-separated semantic-score thresholds (default: score quantiles).")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -94,7 +96,7 @@ def sweep(dataset, depth_thresholds, semantic_thresholds, labels, out_prefix) ->
 
 
 @main.command(epilog=APPLY_EPILOG)
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", type=DatasetLocation("kept"))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="New dataset directory.")
 @click.option("--depth-threshold", type=float, default=None, help="Depth-score threshold (default: the build's).")
 @click.option("--semantic-threshold", type=float, default=None, help="Semantic-score threshold (default: the build's).")

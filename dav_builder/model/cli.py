@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from dav_builder.storage.params import DatasetLocation
+
 CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 TRAIN_EPILOG = """\b
@@ -40,7 +42,7 @@ Examples:
 
 
 @click.command(context_settings=CTX, epilog=TRAIN_EPILOG)
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", type=DatasetLocation("kept"))
 @click.option("--out", "-o", "run", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML with model: and train: sections, applied over the preset.")
@@ -78,7 +80,7 @@ def train_command(dataset, run, config_file, preset, max_steps, resume, quiet) -
 
 @click.command(context_settings=CTX, epilog=EVAL_EPILOG)
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", type=DatasetLocation("kept"))
 @click.option("--out", "-o", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSON here (default: standard output).")
 @click.option("--steps", type=click.IntRange(1, 50), default=1, show_default=True, help="Euler steps.")

@@ -11,8 +11,9 @@ from dav_builder.storage.location import (
     Store,
     is_url,
     local_copy,
+    local_dataset,
     open_store,
     stage_tree,
 )
 
-__all__ = ["StorageError", "Store", "is_url", "local_copy", "open_store", "stage_tree"]
+__all__ = ["StorageError", "Store", "is_url", "local_copy", "local_dataset", "open_store", "stage_tree"]

@@ -77,7 +77,8 @@ class Store:
         if self._fs is None:
             import fsspec
 
-            self._fs = fsspec.filesystem("file" if self.local else self.protocol)
+            # a fresh instance per store: fsspec's instance cache would keep an endpoint read earlier
+            self._fs = fsspec.filesystem("file" if self.local else self.protocol, skip_instance_cache=True)
         return self._fs
 
     # -- names ------------------------------------------------------------------------------
@@ -255,19 +256,20 @@ def stage_tree(url: str, dest: Path, metadata_only: bool = False) -> Path:
     return dest
 
 
-def local_copy(url: str | os.PathLike, rels: list[str] | None = None, cache: Path | None = None) -> Path:
+def local_copy(url: str | os.PathLike, rels: list[str] | None = None, dest: Path | None = None) -> Path:
     """A local directory holding ``rels`` of the dataset at ``url`` (all of it when None).
 
-    A local path is returned as it is; a URL is downloaded once into ``cache`` (default: a
-    directory under the system's temporary directory named after the URL), files already there
-    are not downloaded again."""
+    A local path is returned as it is; a URL is downloaded into ``dest`` (default: a directory
+    under the system's temporary directory named after the URL); files already there are not
+    downloaded again."""
     store = open_store(url, "dataset", must_exist=True)
     if store.local:
         return store.local_path()
     import hashlib
 
-    base = cache or Path(tempfile.gettempdir()) / "dav-datasets"
-    dest = base / hashlib.sha1(store.url.encode()).hexdigest()[:16] / Path(store.root).name
+    if dest is None:
+        dest = Path(tempfile.gettempdir()) / "dav-datasets" / hashlib.sha1(store.url.encode()).hexdigest()[:16] / \
+            Path(store.root).name
     if rels is None:
         prefix = store.root + "/"
         store.fs.invalidate_cache()
@@ -280,4 +282,33 @@ def local_copy(url: str | os.PathLike, rels: list[str] | None = None, cache: Pat
         tmp = target.with_name(f".{target.name}.part")
         store.fs.get_file(store.join(rel), str(tmp))
         os.replace(tmp, target)
+    return dest
+
+
+def local_dataset(location: str | os.PathLike, what: str = "kept") -> Path:
+    """A local directory for reading the dataset at ``location``: the path itself, or for a URL a
+    local copy of ``what`` it holds: ``manifest`` (manifest and stats) or ``kept`` (also the build
+    state and every shard that holds a kept clip)."""
+    text = os.fspath(location)
+    if not is_url(text):
+        path = Path(text.removeprefix("file://"))
+        if not path.is_dir():
+            raise StorageError(f"{path}: dataset directory does not exist")
+        return path
+    store = open_store(text, "dataset", must_exist=True)
+    if not store.exists("manifest.parquet"):
+        raise StorageError(f"{store.display('manifest.parquet')}: no manifest; is {store.url} a dataset written by dav-build?")
+    import hashlib
+
+    # the cache is named after the URL and the manifest's content: a dataset rebuilt at the same URL
+    # is copied again, never mixed with an older copy
+    digest = hashlib.sha1(store.url.encode() + store.read_bytes("manifest.parquet")).hexdigest()[:16]
+    dest = Path(tempfile.gettempdir()) / "dav-datasets" / digest / Path(store.root).name
+    rels = [r for r in ("manifest.parquet", "stats.json", "_state/build.json") if store.exists(r)]
+    local_copy(text, rels, dest)
+    if what == "kept":
+        from dav_builder.shards.manifest import kept_shards
+
+        shards = sorted({s for group in kept_shards(dest).values() for s in group})
+        local_copy(text, shards, dest)
     return dest
