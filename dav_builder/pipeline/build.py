@@ -157,11 +157,12 @@ def build_dataset(
             frames_this_run += rec["summary"]["frames_read"]
             bar.update(1)
 
+    run_info: dict = {}
     try:
         if executor == "local":
             run_local(units, cfg, store, receive)
         else:
-            run_ray(units, cfg, store, receive, uses_models=scoring.uses_models())
+            run_info = run_ray(units, cfg, store, receive, uses_models=scoring.uses_models())
     except WorkerFailed as exc:
         raise BuildError(str(exc)) from exc.__cause__
     finally:
@@ -170,7 +171,7 @@ def build_dataset(
     missing = [u.ref.capture_id for u in units if u.key not in sink.unit_records]
     if missing:
         raise BuildError(f"captures left incomplete: {missing[:5]}; rerun the same command to resume")
-    extra = {"executor": executor, "driver_cpu_seconds": round(time.process_time() - cpu0, 3)}
+    extra = {"executor": executor, "driver_cpu_seconds": round(time.process_time() - cpu0, 3), **run_info}
     stats = sink.finalize(input_names, time.perf_counter() - t0, frames_this_run, extra)
     return BuildResult(_result_path(store), stats)
 

@@ -147,9 +147,11 @@ class _ActorProcessor:
         return ray.get(self.actor.process.remote(items))
 
 
-def _ray_unit(unit: WorkUnit, cfg: BuildConfig, store: Store, actor) -> list[bytes]:
+def _ray_unit(unit: WorkUnit, cfg: BuildConfig, store: Store, actor) -> tuple[str, list[bytes]]:
+    import ray
+
     processor = ClipProcessor(cfg) if actor is None else _ActorProcessor(actor)
-    return process_unit(unit, cfg, store, processor)
+    return ray.get_runtime_context().get_node_id(), process_unit(unit, cfg, store, processor)
 
 
 def init_ray(cfg: BuildConfig) -> None:
@@ -187,7 +189,8 @@ def _env_vars() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(keep)}
 
 
-def run_ray(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Receive, uses_models: bool) -> None:
+def run_ray(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Receive, uses_models: bool) -> dict:
+    """Run the units as Ray tasks; return what the stats record about the run (nodes, units per node)."""
     import ray
 
     init_ray(cfg)
@@ -206,6 +209,7 @@ def run_ray(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Rece
     pending = list(reversed(units))
     running: dict = {}
     n = 0
+    per_node: dict[str, int] = {}
     while pending or running:
         while pending and len(running) < in_flight_max:
             unit = pending.pop()
@@ -216,12 +220,15 @@ def run_ray(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Rece
         for ref in done:
             unit = running.pop(ref)
             try:
-                messages = ray.get(ref)
+                node, messages = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 raise WorkerFailed(f"{unit.ref.capture_id}: the worker failed ({type(exc).__name__}); "
                                    f"the shards it completed are kept: rerun the same command to resume") from exc
+            per_node[node] = per_node.get(node, 0) + 1
             for msg in messages:
                 receive(msg)
+    alive = [nd for nd in ray.nodes() if nd.get("Alive")]
+    return {"ray_nodes": len(alive), "units_per_node": sorted(per_node.values(), reverse=True)}
 
 
 def describe_executor(cfg: BuildConfig) -> tuple[str, str]:
