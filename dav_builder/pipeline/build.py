@@ -16,6 +16,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from dav_builder.capture.base import CaptureError
 from dav_builder.capture.discover import CaptureRef, find_captures
 from dav_builder.filters.stage import ScoringStage
 from dav_builder.pipeline.config import BuildConfig
@@ -78,7 +79,7 @@ def input_name(path: str | Path) -> str:
     return str(Path(text.removeprefix("file://")).resolve())
 
 
-def find_inputs(inputs: list[str], scratch: Path) -> list[CaptureRef]:
+def find_inputs(inputs: list[str], scratch: Path, local_paths: dict[str, str] | None = None) -> list[CaptureRef]:
     """The captures under local paths and URLs.  Under a URL only the small metadata files are
     downloaded (into ``scratch``) to recognise the layouts; a worker copies a capture's frames when
     it processes it."""
@@ -99,6 +100,8 @@ def find_inputs(inputs: list[str], scratch: Path) -> list[CaptureRef]:
         for local, url in remote.items():
             if path == local or local in path.parents:
                 rel = path.relative_to(local).as_posix()
+                if local_paths is not None:
+                    local_paths[ref.capture_id] = ref.path
                 ref = replace(ref, path=f"{url}/{rel}" if rel != "." else url)
                 break
         out.append(ref)
@@ -130,10 +133,11 @@ def build_dataset(
         say(f"{store.display()}: already complete ({finished['clips_kept']} clips kept); nothing to do")
         return BuildResult(_result_path(store), finished, skipped=True)
 
-    with tempfile.TemporaryDirectory(prefix="dav-find-") as scratch:
-        refs = find_inputs([str(p) for p in inputs], Path(scratch))
     sink = DatasetSink(store, cfg)
-    units = sink.plan(refs, plan_parts(cfg))
+    with tempfile.TemporaryDirectory(prefix="dav-find-") as scratch:
+        local_paths: dict[str, str] = {}
+        refs = find_inputs([str(p) for p in inputs], Path(scratch), local_paths)
+        units = sink.plan(refs, ranges_planner(cfg, local_paths))
     todo = len({u.ref.capture_id for u in units})
     if todo < len(refs):
         say(f"resuming: {len(refs) - todo} of {len(refs)} captures already complete, "
@@ -180,9 +184,25 @@ def _result_path(store: Store):
     return store.local_path() if store.local else store.url
 
 
-def plan_parts(cfg: BuildConfig):
-    """``ref -> [(part, parts, start, stop)]``: one unit per capture (ranges: see :mod:`.ranges`)."""
-    return lambda ref: [(0, 1, 0, None)]
+def ranges_planner(cfg: BuildConfig, local_paths: dict[str, str]):
+    """``ref -> (range starts, frames)``: with ``split.range_frames``, a long capture becomes
+    several units (see :mod:`.ranges`); its frames are counted from its metadata (``local_paths``:
+    where each capture's metadata can be read here)."""
+    from dav_builder.capture.discover import open_capture
+    from dav_builder.pipeline.ranges import count_frames, plan_ranges
+
+    def ranges_of(ref: CaptureRef):
+        if cfg.split.range_frames <= 0:
+            return (0,), 0
+        try:
+            cap = open_capture(replace(ref, path=local_paths.get(ref.capture_id, ref.path)))
+            total = count_frames(cap)
+        except CaptureError:
+            return (0,), 0  # one unit: it reports the capture's error
+        ranges = plan_ranges(total, cfg.split.range_frames)
+        return tuple(s for s, _ in ranges), total
+
+    return ranges_of
 
 
 def summary_lines(stats: dict) -> list[str]:

@@ -72,6 +72,10 @@ class WorkUnit:
     stop: int | None = None
     skip_ids: frozenset[str] = frozenset()
     first_shard: tuple[tuple[str, int], ...] = ()
+    starts: tuple[int, ...] = (0,)
+    """The first frame position of every range of the capture (see :mod:`.ranges`)."""
+    total: int = 0
+    """The capture's frame positions (known when it is split into ranges)."""
 
     @property
     def key(self) -> str:
@@ -185,21 +189,26 @@ class DatasetSink:
 
     # -- planning -------------------------------------------------------------------------
 
-    def plan(self, refs: list[CaptureRef], parts_of=lambda ref: [(0, 1, 0, None)]) -> list[WorkUnit]:
-        """The units still to do; ``parts_of(ref)`` gives a capture's ``(part, parts, start, stop)``."""
+    def plan(self, refs: list[CaptureRef], ranges_of=lambda ref: ((0,), 0)) -> list[WorkUnit]:
+        """The units still to do; ``ranges_of(ref)`` gives the first frame position of each range
+        of a capture and its number of frames (``((0,), 0)``: the whole capture is one unit)."""
         by_capture: dict[str, set[str]] = {}
         for rec in self.records:
             for r in rec.rows:
                 by_capture.setdefault(r["capture"], set()).add(r["clip_id"])
         units = []
         for ref in refs:
-            for part, parts, start, stop in parts_of(ref):
+            starts, total = ranges_of(ref)
+            starts = tuple(starts)
+            parts = len(starts)
+            for part, start in enumerate(starts):
                 key = unit_key(ref.capture_id, part, parts)
                 if key in self.unit_records:
                     continue
                 first = next_shard_numbers(self.records, shard_prefix(key))
-                units.append(WorkUnit(ref, part, parts, start, stop,
-                                      frozenset(by_capture.get(ref.capture_id, ())), tuple(sorted(first.items()))))
+                stop = starts[part + 1] if part + 1 < parts else (total or None)
+                units.append(WorkUnit(ref, part, parts, start, stop, frozenset(by_capture.get(ref.capture_id, ())),
+                                      tuple(sorted(first.items())), starts, total))
         return units
 
     # -- receiving ------------------------------------------------------------------------
