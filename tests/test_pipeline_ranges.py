@@ -116,7 +116,11 @@ def test_ranges_across_long_scenes(tmp_path):
 
 def test_build_with_ranges_writes_the_one_pass_manifest(capture, tmp_path):
     one = build_dataset([capture], tmp_path / "one", cfg(), progress=False, say=lambda m: None)
-    ranged = build_dataset([capture], tmp_path / "ranged", cfg(range_frames=20), progress=False, say=lambda m: None)
+    c = cfg(range_frames=20)
+    c.run.executor = "auto"  # one worker process per CPU here
+    c.run.num_cpus = 2
+    ranged = build_dataset([capture], tmp_path / "ranged", c, progress=False, say=lambda m: None)
+    assert ranged.stats["executor"] == "processes"
     a = pq.read_table(tmp_path / "one" / "manifest.parquet").to_pylist()
     b = pq.read_table(tmp_path / "ranged" / "manifest.parquet").to_pylist()
     drop = lambda rows: [{k: v for k, v in r.items() if k != "shard"} for r in rows]  # noqa: E731

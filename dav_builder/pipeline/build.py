@@ -20,7 +20,7 @@ from dav_builder.capture.base import CaptureError
 from dav_builder.capture.discover import CaptureRef, find_captures
 from dav_builder.filters.stage import ScoringStage
 from dav_builder.pipeline.config import BuildConfig
-from dav_builder.pipeline.executors import WorkerFailed, describe_executor, run_local, run_ray
+from dav_builder.pipeline.executors import WorkerFailed, describe_executor, local_processes, run_local, run_ray
 from dav_builder.pipeline.sink import BUILD_STATE, STATS, DatasetSink
 from dav_builder.shards.writer import STATE_DIR
 from dav_builder.storage import Store, is_url, open_store, stage_tree
@@ -165,6 +165,8 @@ def build_dataset(
     try:
         if executor == "local":
             run_local(units, cfg, store, receive)
+        elif executor == "processes":
+            run_local(units, cfg, store, receive, processes=local_processes(cfg))
         else:
             run_info = run_ray(units, cfg, store, receive, uses_models=scoring.uses_models())
     except WorkerFailed as exc:

@@ -37,7 +37,7 @@ Rerunning the same command resumes a killed build; a finished build is left as i
 @click.option("--local", "local_exec", is_flag=True, help="Run in this process without Ray (the default on one "
               "machine without --ray-address).")
 @click.option("--ray", "ray_exec", is_flag=True, help="Use Ray even on one machine (a local Ray instance).")
-@click.option("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (implies --ray; default: all).")
+@click.option("--num-cpus", type=int, default=None, help="CPUs to use on this machine: worker processes, or the CPUs of a local Ray instance (default: all).")
 @click.option("--overwrite", is_flag=True, help="Delete an existing build in --out and start again.")
 @click.option("--demo", is_flag=True, help="Render the built-in demo captures with dav-render, then build them.")
 @click.option("--demo-scenes", type=int, default=3, show_default=True, help="Captures the demo renders.")
@@ -57,7 +57,7 @@ def main(captures, out, config_file, ray_address, local_exec, ray_exec, num_cpus
         raise click.UsageError("--local runs without Ray: give it without --ray and --ray-address")
     if local_exec:
         overrides["run"]["executor"] = "local"
-    if ray_exec or (num_cpus and not local_exec):
+    if ray_exec:
         overrides["run"]["executor"] = "ray"
     if num_cpus:
         overrides["run"]["num_cpus"] = num_cpus

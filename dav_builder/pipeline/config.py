@@ -114,12 +114,13 @@ class RunConfig:
     """Where and how the build runs."""
 
     executor: str = "auto"
-    """``auto`` (the default: Ray when ``ray_address`` is set, else in this process), ``ray`` (Ray
-    tasks, on a local Ray instance without ``ray_address``) or ``local`` (in this process)."""
+    """``auto`` (the default: Ray when ``ray_address`` is set, else one worker process per CPU of
+    this machine), ``ray`` (Ray tasks; a local Ray instance without ``ray_address``) or ``local``
+    (in this process)."""
     ray_address: str | None = None
     """Join this Ray cluster (``auto`` or ``ray://host:10001``); None starts Ray locally."""
     num_cpus: int | None = None
-    """CPUs for a local Ray instance; None = all of this machine's."""
+    """CPUs to use on this machine (worker processes, or a local Ray instance's CPUs); None = all."""
     object_store_mb: int | None = None
     """Object store size for a local Ray instance; None = a quarter of the memory, at most 4 GiB."""
     scoring_actors: int = 1

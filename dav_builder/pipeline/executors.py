@@ -7,8 +7,9 @@ the unit's summary) that the driver's :class:`~dav_builder.pipeline.sink.Dataset
 No pixel passes through the driver.
 
 - :func:`run_local`: in this process, one unit after the other (reading threads still decode
-  frames in parallel).  Chosen automatically on one machine without ``--ray-address``: it has no
-  start-up cost and nothing to serialise.
+  frames in parallel), or in one worker process per CPU of this machine: the automatic choice on
+  one machine without ``--ray-address`` (no Ray start-up, nothing but the small messages to
+  serialise).
 - :func:`run_ray`: one Ray task per unit, at most two per CPU in flight; a task lost with its node
   is retried by Ray (a unit writes the same shard names each time, so a retry overwrites, never
   duplicates).  Model scoring runs in an actor pool whose actors load the models once (GPUs
@@ -113,12 +114,56 @@ def process_unit(unit: WorkUnit, cfg: BuildConfig, store: Store, processor: Proc
         raise
 
 
-def run_local(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Receive) -> None:
+def run_local(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Receive, processes: int = 1) -> None:
+    """Run the units in this process, or in ``processes`` worker processes of this machine (each
+    loads the scoring models once; units go to whichever process is free)."""
+    import multiprocessing as mp
+
+    if processes <= 1 or len(units) <= 1 or mp.current_process().daemon:  # a daemon may not have children
+        processor = ClipProcessor(cfg)
+        processor.setup()
+        for unit in units:
+            for msg in process_unit(unit, cfg, store, processor):
+                receive(msg)
+        return
+    import sys
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # fork starts the workers without importing everything again; not once CUDA is initialised
+    torch = sys.modules.get("torch")
+    cuda_up = torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() and not cuda_up else "spawn")
+    with ProcessPoolExecutor(min(processes, len(units)), mp_context=ctx, initializer=_pool_setup,
+                             initargs=(cfg, store)) as pool:
+        futures = [pool.submit(_pool_unit, unit) for unit in units]
+        for fut in as_completed(futures):
+            for msg in fut.result():
+                receive(msg)
+
+
+_POOL: dict = {}
+
+
+def _pool_setup(cfg: BuildConfig, store: Store) -> None:
     processor = ClipProcessor(cfg)
     processor.setup()
-    for unit in units:
-        for msg in process_unit(unit, cfg, store, processor):
-            receive(msg)
+    _POOL.update(cfg=cfg, store=store, processor=processor)
+
+
+def _pool_unit(unit: WorkUnit) -> list[bytes]:
+    return process_unit(unit, _POOL["cfg"], _POOL["store"], _POOL["processor"])
+
+
+def local_processes(cfg: BuildConfig) -> int:
+    """Worker processes for the automatic executor on one machine: one per CPU this process may use
+    (``run.num_cpus`` caps it), unless the scoring models run on a GPU (then one)."""
+    if cfg.run.scoring_gpus > 0:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, cfg.run.num_cpus or cpus))
 
 
 # -- Ray ----------------------------------------------------------------------------------
@@ -194,6 +239,7 @@ def run_ray(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Rece
     import ray
 
     init_ray(cfg)
+    cpu0 = time.process_time()  # the driver's CPU from here on: what grows with the data
     env = _env_vars()
     remote_unit = ray.remote(_ray_unit).options(
         num_cpus=1, max_retries=cfg.run.task_retries, retry_exceptions=False,
@@ -228,7 +274,8 @@ def run_ray(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Rece
             for msg in messages:
                 receive(msg)
     alive = [nd for nd in ray.nodes() if nd.get("Alive")]
-    return {"ray_nodes": len(alive), "units_per_node": sorted(per_node.values(), reverse=True)}
+    return {"ray_nodes": len(alive), "units_per_node": sorted(per_node.values(), reverse=True),
+            "driver_cpu_seconds_running": round(time.process_time() - cpu0, 3)}
 
 
 def describe_executor(cfg: BuildConfig) -> tuple[str, str]:
@@ -240,7 +287,9 @@ def describe_executor(cfg: BuildConfig) -> tuple[str, str]:
         return "ray", f"asked for ({where})"
     if cfg.run.ray_address:
         return "ray", f"cluster {cfg.run.ray_address}"
-    return "local", "one machine and no --ray-address: in-process, no Ray start-up"
+    n = local_processes(cfg)
+    return "processes", (f"one machine and no --ray-address: {n} worker process{'es' if n > 1 else ''} "
+                         "here, no Ray start-up")
 
 
 def driver_cpu_seconds() -> float:
