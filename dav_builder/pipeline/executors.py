@@ -145,6 +145,7 @@ _POOL: dict = {}
 
 
 def _pool_setup(cfg: BuildConfig, store: Store) -> None:
+    store._fs = None  # a forked filesystem client (its event loop, its connections) is not reused
     processor = ClipProcessor(cfg)
     processor.setup()
     _POOL.update(cfg=cfg, store=store, processor=processor)
