@@ -287,8 +287,8 @@ def local_copy(url: str | os.PathLike, rels: list[str] | None = None, dest: Path
 
 def local_dataset(location: str | os.PathLike, what: str = "kept") -> Path:
     """A local directory for reading the dataset at ``location``: the path itself, or for a URL a
-    local copy of ``what`` it holds: ``manifest`` (manifest and stats) or ``kept`` (also the build
-    state and every shard that holds a kept clip)."""
+    local copy of ``what`` it holds: ``manifest`` (manifest, stats, build state), ``kept`` (also
+    every shard that holds a kept clip) or ``all``."""
     text = os.fspath(location)
     if not is_url(text):
         path = Path(text.removeprefix("file://"))
@@ -306,7 +306,9 @@ def local_dataset(location: str | os.PathLike, what: str = "kept") -> Path:
     dest = Path(tempfile.gettempdir()) / "dav-datasets" / digest / Path(store.root).name
     rels = [r for r in ("manifest.parquet", "stats.json", "_state/build.json") if store.exists(r)]
     local_copy(text, rels, dest)
-    if what == "kept":
+    if what == "all":
+        local_copy(text, None, dest)
+    elif what == "kept":
         from dav_builder.shards.manifest import kept_shards
 
         shards = sorted({s for group in kept_shards(dest).values() for s in group})

@@ -9,7 +9,7 @@ from dav_builder.storage.location import StorageError, local_dataset
 
 class DatasetLocation(click.ParamType):
     """A dataset directory, or a URL (``s3://``, ``gs://``, ``file://``) copied to a local cache:
-    only ``what`` is downloaded (``manifest``, or ``kept``: the shards holding kept clips)."""
+    only ``what`` is downloaded (``manifest``; ``kept``: also the shards holding kept clips; ``all``)."""
 
     name = "dataset"
 
