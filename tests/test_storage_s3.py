@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import webdataset as wds
 
 from dav_builder.pipeline.build import build_dataset
 from dav_builder.pipeline.config import load_config

@@ -124,23 +124,15 @@ class _Tracked(CaptureSplitter):
 
     # -- one frame -----------------------------------------------------------------------
 
-    def step(self, info: FrameInfo | FrameError, data: FrameData | FrameError | None) -> list[Clip | None]:
-        """Process one frame as :meth:`CaptureSplitter.run` does; return what it emitted."""
+    def step(self, info: FrameInfo | FrameError, data: FrameData | FrameError | None) -> list[Clip]:
+        """Process one frame as the one-pass walk does; return what it emitted, and follow whether
+        every decision it took was one the one-pass walk takes too."""
         self.certain = True
         self.reset_certain = False
-        self.summary.frames_read += 1
-        error = info if isinstance(info, FrameError) else data if isinstance(data, FrameError) else None
-        if error is not None:
-            self.prev = None
-            reason = "bad_metadata" if error is info else "unreadable"
-            out = list(self._bad(error.index if error is info else info.index, reason, error.path, error.problem))
+        self.went_bad = False
+        out = super().step(info, data)
+        if self.went_bad:  # an unreadable or unusable frame closed the scene (a clean reset if certain)
             self.reset_certain = True
-        else:
-            assert isinstance(data, FrameData)
-            self.went_bad = False
-            out = list(self._frame(data))
-            if self.went_bad:
-                self.reset_certain = True  # an unusable frame closed the scene (counts if certain)
         self.frames_seen += 1
         if not self.fresh:
             return out

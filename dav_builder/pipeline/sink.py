@@ -28,7 +28,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from dav_builder.capture.discover import CaptureRef
 from dav_builder.clip import Clip
