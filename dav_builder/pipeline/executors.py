@@ -244,6 +244,7 @@ def run_ray(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Rece
     env = _env_vars()
     remote_unit = ray.remote(_ray_unit).options(
         num_cpus=1, max_retries=cfg.run.task_retries, retry_exceptions=False,
+        scheduling_strategy="SPREAD",  # units over every node, not queued on the driver's node first
         runtime_env={"env_vars": env} if env else None,
     )
     actors: list = []
