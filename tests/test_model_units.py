@@ -246,3 +246,22 @@ def test_run_config_layers(tmp_path):
         load_run_config(tmp_path / "bad.yaml")
     with pytest.raises(RunConfigError, match="init_from"):
         load_run_config(overrides={"model": {"task": "interp"}})
+
+
+def test_predictor_float_frames_rule(model):
+    import pytest
+
+    from dav_builder.model.predictor import as_uint8_frames
+
+    u8 = (np.random.default_rng(1).random((3, 16, 16, 3)) * 255).astype(np.uint8)
+    assert as_uint8_frames(u8) is u8
+    f = u8.astype(np.float32) / 255.0
+    assert np.array_equal(as_uint8_frames(f), u8)  # [0, 1] floats are scaled, not truncated to 0/1
+    pred = VideoDepthPredictor(model, device="cpu", steps=1)
+    np.testing.assert_allclose(pred(f), pred(u8), atol=1e-6)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\], got values in \[0, 25[45]\]"):
+        as_uint8_frames(u8.astype(np.float32))
+    with pytest.raises(ValueError, match="dtype int64"):
+        as_uint8_frames(u8.astype(np.int64))
+    with pytest.raises(ValueError, match="NaN"):
+        as_uint8_frames(np.full((1, 2, 2, 3), np.nan))

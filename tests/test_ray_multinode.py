@@ -43,7 +43,7 @@ def test_two_node_cluster_builds_the_local_dataset_and_survives_a_dead_node(tmp_
         cmd = CLI + [str(caps), "--out", str(out), "--config", str(config), "--ray-address", address, "--quiet"]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
         assert res.returncode == 0, res.stderr[-3000:]
-        assert "executor: ray" in res.stdout
+        assert "executor: ray" in res.stdout + res.stderr
         assert rows(out) == expected  # shard names included
         stats = json.loads((out / "stats.json").read_text())
         assert stats["ray_nodes"] == 2 and len(stats["units_per_node"]) == 2, stats

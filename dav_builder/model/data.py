@@ -27,7 +27,7 @@ import torch
 from dav_builder.model.normalize import normalize_depth
 from dav_builder.model.sampler import Batch, BucketBatchPlan, ClipRef
 from dav_builder.shards.manifest import read_manifest
-from dav_builder.shards.tario import decode_rgb_member, frame_member, npy_to_depth, split_member_name
+from dav_builder.shards.tario import decode_depth, decode_rgb_member, frame_member, split_member_name
 
 
 class DatasetError(ValueError):
@@ -153,7 +153,7 @@ class ClipReader:
             if image is None:
                 raise DatasetError(f"{shard.path}: clip {ref.clip_id} frame {f}: RGB cannot be decoded")
             rgb.append(image)
-            depth.append(npy_to_depth(shard.frame(ref.clip_id, "depth", f)).astype(np.float32))
+            depth.append(decode_depth(shard.frame(ref.clip_id, "depth", f)).astype(np.float32))  # npz or npy
         idx = meta.get("frame_indices") or list(range(ref.num_frames))
         return ClipFrames(np.stack(rgb), np.stack(depth), [int(idx[f]) for f in frames], meta)
 

@@ -40,6 +40,27 @@ def ensemble(predictions: list[np.ndarray]) -> np.ndarray:
     return np.median(np.stack([ref] + [align_ls(p, ref) for p in predictions[1:]]), axis=0).astype(np.float32)
 
 
+def as_uint8_frames(rgb: np.ndarray) -> np.ndarray:
+    """RGB frames (T, H, W, 3) as uint8, by one rule: uint8 is taken as it is; float frames must
+    lie in [0, 1] (the usual float image convention) and are scaled by 255 and rounded; anything
+    else (float frames above 1 or below 0, other integer types, NaN) is an error that says what
+    to pass, since guessing the range would silently give wrong depth."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 4 or rgb.shape[-1] != 3:
+        raise ValueError(f"expected RGB frames (T, H, W, 3), got {rgb.shape}")
+    if rgb.dtype == np.uint8:
+        return rgb
+    if np.issubdtype(rgb.dtype, np.floating):
+        if rgb.size and not np.isfinite(rgb).all():
+            raise ValueError("float RGB frames contain NaN or inf")
+        lo, hi = (float(rgb.min()), float(rgb.max())) if rgb.size else (0.0, 0.0)
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"float RGB frames must be in [0, 1], got values in [{lo:g}, {hi:g}]; "
+                             "pass uint8 frames for [0, 255] (e.g. frames.astype(np.uint8))")
+        return np.round(rgb.astype(np.float32) * 255.0).astype(np.uint8)
+    raise ValueError(f"RGB frames must be uint8 in [0, 255] or float in [0, 1], got dtype {rgb.dtype}")
+
+
 class VideoDepthPredictor:
     def __init__(self, model: DepthAnyVideo, device: str | None = None, steps: int = 1,
                  interpolator: DepthAnyVideo | None = None):
@@ -94,10 +115,9 @@ class VideoDepthPredictor:
 
     @torch.no_grad()
     def __call__(self, rgb: np.ndarray, frame_indices: list[int] | None = None, seed: int = 0) -> np.ndarray:
-        """Disparity (T, H, W), float32, affine-invariant, for uint8 RGB frames (T, H, W, 3)."""
-        rgb = np.asarray(rgb)
-        if rgb.ndim != 4 or rgb.shape[-1] != 3:
-            raise ValueError(f"expected RGB frames (T, H, W, 3), got {rgb.shape}")
+        """Disparity (T, H, W), float32, affine-invariant, for RGB frames (T, H, W, 3): uint8 in
+        [0, 255], or float in [0, 1] (converted with :func:`as_uint8_frames`)."""
+        rgb = as_uint8_frames(rgb)
         indices = list(frame_indices) if frame_indices is not None else list(range(len(rgb)))
         out = np.zeros(rgb.shape[:3], np.float32)
         pos_of = {i: k for k, i in enumerate(indices)}

@@ -35,6 +35,7 @@ from dav_builder.clip import Clip
 from dav_builder.pipeline.config import BuildConfig
 from dav_builder.pipeline.splitter import CaptureSummary
 from dav_builder.pipeline.stages import Item
+from dav_builder.shards.card import write_dataset_card
 from dav_builder.shards.manifest import clip_row, write_manifest
 from dav_builder.shards.writer import (
     STATE_DIR,
@@ -238,6 +239,8 @@ class DatasetSink:
         stats = self._stats(rows, len(by_shard), inputs, wall_seconds, frames_this_run)
         stats["manifest_rows"] = table.num_rows
         stats.update(extra or {})
+        # README.md and kept/<bucket>.json, written before stats.json marks the dataset complete
+        write_dataset_card(self.store.url, table, stats, write=self.store.write_bytes)
         self.store.write_json(STATS, stats)
         return stats
 
@@ -277,6 +280,7 @@ class DatasetSink:
         written = [r for r in rows if r["shard"] is not None]
         return {
             "format": "dav-dataset/1",
+            "depth_codec": self.cfg.shards.depth_codec,
             "inputs": inputs,
             "config_fingerprint": self.cfg.fingerprint(),
             "captures": len(summaries),
