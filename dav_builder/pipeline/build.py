@@ -160,11 +160,11 @@ def build_dataset(
             clips_bar.update(len(rec["rows"]))
             frames_this_run += rec["summary"]["frames_read"]
             bar.update(1)
-            s = item.summary
-            if s.error:
-                log.warning(f"{s.capture}: not read: {s.error}")
+            s = rec["summary"]
+            if s["error"]:
+                log.warning(f"{s['capture']}: not read: {s['error']}")
             else:
-                log.debug(f"{s.capture}: {s.frames_read} frames read, {len(s.clip_ids)} clips cut")
+                log.debug(f"{s['capture']}: {s['frames_read']} frames read, {len(s['clip_ids'])} clips cut")
 
     run_info: dict = {}
     try:
