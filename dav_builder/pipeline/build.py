@@ -143,7 +143,7 @@ def build_dataset(
         say(f"resuming: {len(refs) - todo} of {len(refs)} captures already complete, "
             f"{len(sink.committed)} clips already in shards")
     executor, why = describe_executor(cfg)
-    say(f"{len(units)} work unit(s) from {todo} capture(s), executor: {executor} ({why})")
+    say(f"{todo} capture(s) to process in {len(units)} work unit(s), executor: {executor} ({why})")
 
     t0 = time.perf_counter()
     bar = tqdm(total=len(units), desc="units", unit="unit", disable=not progress)

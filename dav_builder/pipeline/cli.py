@@ -24,8 +24,9 @@ Examples:
   # build captures (our format or public data set layouts) with a config
   dav-build /data/captures /data/vkitti2 --out /data/dav-v1 --config build.yaml
 \b
-  # on a Ray cluster, captures and dataset on an object store (workers write the shards)
-  dav-build s3://bucket/captures --out s3://bucket/dav-v1 --ray-address auto
+  # on a Ray cluster, the dataset on an object store (the workers write the shards there;
+  # captures may be a URL too: s3://bucket/captures)
+  dav-build /mnt/captures --out s3://bucket/dav-v1 --ray-address auto
 \b
   # the shipped example configs; print one to start your own
   dav-build --list-configs
