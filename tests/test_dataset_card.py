@@ -173,3 +173,98 @@ def test_filter_apply_writes_the_card_with_exact_kept_splits(tmp_path):
         assert len(kept) == len(b.kept_keys) == b.clips
         kept_total += len(kept)
     assert kept_total == stats["clips_kept"] > 0
+
+
+# -- a dav-build with dropped clips: the kept split is exact ------------------------------------
+
+
+def _build(captures: Path, out: Path) -> Path:
+    from dav_builder.pipeline.build import build_dataset
+    from dav_builder.pipeline.config import load_config
+
+    cfg = load_config(overrides={"clips": {"lengths": [16, 8]}, "run": {"executor": "local"}, "shards": {"max_clips": 2}})
+    build_dataset([captures], out, cfg, progress=False, say=lambda _: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def defect_build(tmp_path_factory):
+    """Engine captures with planted defects, built: some clips written with ``keep = false``."""
+    from dav_builder.render.engine import RenderConfig, render_captures
+
+    root = tmp_path_factory.mktemp("defect_build")
+    render_captures(root / "captures", RenderConfig(scenes=2, frames=64, width=128, height=72, seed=5,
+                                                    defects=("depth_lag", "misaligned", "hud", "frozen_depth"),
+                                                    defect_rate=0.3), progress=False)
+    return root / "captures", _build(root / "captures", root / "ds")
+
+
+def test_build_writes_dropped_clips_to_their_own_shards_and_the_kept_split_is_exact(defect_build, tmp_path):
+    import pyarrow.parquet as pq
+    from datasets import load_dataset
+
+    from dav_builder.shards.tario import npy_to_depth
+
+    _, ds_dir = defect_build
+    rows = [r for r in pq.read_table(ds_dir / "manifest.parquet").to_pylist() if r["shard"]]
+    kept_rows = [r for r in rows if r["keep"]]
+    assert kept_rows and len(kept_rows) < len(rows), "the planted defects must drop some written clips"
+    # no shard mixes kept and dropped clips; dropped ones are in the -dropped- shards
+    for r in rows:
+        assert ("-dropped-" in r["shard"]) is (not r["keep"]), r["shard"]
+    head = (ds_dir / "README.md").read_text().split("---")[1]
+    buckets = bucket_summaries(pq.read_table(ds_dir / "manifest.parquet"))
+    assert all(b.kept_split_exact for b in buckets if b.kept_keys)
+    for b in buckets:
+        want = {r["clip_id"]: r for r in kept_rows if r["bucket"] == b.name}
+        if not want:
+            assert "split: kept" not in head.split(f"config_name: {b.name}")[1].split("config_name")[0]
+            continue
+        kept = load_dataset(str(ds_dir), b.name, split="kept", cache_dir=str(tmp_path / "hf")).with_format("numpy")
+        assert sorted(kept["__key__"]) == sorted(want)
+        assert {f"depth.{i:04d}.npz" for i in range(b.num_frames)} <= set(kept.column_names)
+        assert f"depth.{b.num_frames:04d}.npz" not in kept.column_names
+        for s in kept:
+            r = want[s["__key__"]]
+            assert bool(s["json"]["keep"]) and s["json"]["frame_indices"].tolist() == r["frame_indices"]
+            assert all(s[f"rgb.{i:04d}.png"].shape == (b.height, b.width, 3) for i in range(b.num_frames))
+        # depth decodes to the stored metres, every frame
+        s = kept[0]
+        members = {m["__key__"]: m for m in wds.WebDataset(str(ds_dir / want[s["__key__"]]["shard"]),
+                                                              shardshuffle=False)}
+        stored = members[s["__key__"]]
+        for i in range(b.num_frames):
+            np.testing.assert_array_equal(s[f"depth.{i:04d}.npz"]["depth"],
+                                          npy_to_depth(stored[f"depth.{i:04d}.npz"]).astype(np.float32))
+        train = load_dataset(str(ds_dir), b.name, split="train", cache_dir=str(tmp_path / "hf"))
+        assert sorted(train["__key__"]) == sorted(r["clip_id"] for r in rows if r["bucket"] == b.name)
+        # the kept list names the same shards and keys
+        lst = json.loads((ds_dir / "kept" / f"{b.name}.json").read_text())
+        assert sorted(lst["keys"]) == sorted(want) and all("-dropped-" not in s for s in lst["shards"])
+
+
+def test_resumed_build_with_dropped_clips_gives_the_same_bytes(defect_build, tmp_path):
+    """A crash that lost the last shard of each stream (kept and dropped) of each bucket: the rerun
+    writes the same shard names and bytes, card and kept lists as the uninterrupted build."""
+    import shutil
+
+    captures, ref = defect_build
+    out = tmp_path / "crashed"
+    shutil.copytree(ref, out)
+    (out / "stats.json").unlink()
+    lost = 0
+    for bucket in (out / "_state" / "shards").iterdir():
+        for dropped in (False, True):
+            recs = sorted(p for p in bucket.glob("*.json") if ("-dropped-" in p.name) is dropped)
+            if recs:
+                recs[-1].unlink()
+                lost += 1
+    assert lost >= 3
+    _build(captures, out)
+    paths = sorted(p.relative_to(ref).as_posix() for p in ref.rglob("*")
+                   if p.is_file() and (p.suffix == ".tar" or p.name == "README.md" or p.parent.name == "kept"))
+    assert any("-dropped-" in p for p in paths)
+    assert paths == sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                           if p.is_file() and (p.suffix == ".tar" or p.name == "README.md" or p.parent.name == "kept"))
+    for rel in paths:
+        assert (ref / rel).read_bytes() == (out / rel).read_bytes(), rel

@@ -17,7 +17,8 @@ stored:
   once every clip of the unit is in a complete shard.
 
 A rerun skips the units that have a record, skips the clips already in complete shards, and redoes
-the rest; a unit writes the same shard names each time it runs (``<unit>-<n>.tar``), so a killed
+the rest; a unit writes the same shard names each time it runs (``<unit>-<n>.tar`` for kept clips,
+``<unit>-dropped-<n>.tar`` for dropped ones), so a killed
 build resumed gives the dataset of an uninterrupted one.  The manifest is the union of the
 records, so every clip appears once.
 """
@@ -57,14 +58,22 @@ def unit_key(capture: str, part: int = 0, parts: int = 1) -> str:
     return key if parts == 1 else f"{key}-r{part:04d}of{parts:04d}"
 
 
-def shard_prefix(key: str) -> str:
-    return f"{key[:16]}{key[40:]}-"
+DROPPED = "dropped-"
+
+
+def shard_prefix(key: str, kept: bool = True) -> str:
+    """The shard name prefix of a unit's kept clips (``<key>-``) or its dropped clips
+    (``<key>-dropped-``): each unit writes two streams of shards per bucket, so that no shard
+    holds both kept and dropped clips (a Hugging Face ``kept`` split is then a list of whole
+    shards; see docs/build.md)."""
+    return f"{key[:16]}{key[40:]}-" + ("" if kept else DROPPED)
 
 
 @dataclass(frozen=True)
 class WorkUnit:
     """What one worker does: frames ``start:stop`` (positions in the capture's frame order) of one
-    capture, skipping clips already stored, numbering its shards from ``first_shard``."""
+    capture, skipping clips already stored, numbering its shards of kept clips from ``first_shard``
+    and those of dropped clips from ``first_dropped`` (per bucket)."""
 
     ref: CaptureRef
     part: int = 0
@@ -73,6 +82,7 @@ class WorkUnit:
     stop: int | None = None
     skip_ids: frozenset[str] = frozenset()
     first_shard: tuple[tuple[str, int], ...] = ()
+    first_dropped: tuple[tuple[str, int], ...] = ()
     starts: tuple[int, ...] = (0,)
     """The first frame position of every range of the capture (see :mod:`.ranges`)."""
     total: int = 0
@@ -103,7 +113,8 @@ def encode(msg: dict) -> bytes:
 
 
 class UnitWriter:
-    """Writes one unit's clips into its own shards (one writer per bucket) and its record.
+    """Writes one unit's clips into its own shards and its record: per bucket one writer for kept
+    clips and one for clips written with ``keep = false``, so no shard mixes the two.
 
     :meth:`add` takes the unit's items in order; :meth:`finish` completes the shards, writes the
     unit's record and returns every message for the driver (JSON bytes)."""
@@ -112,8 +123,8 @@ class UnitWriter:
         self.store = store
         self.unit = unit
         self.limits = ShardLimits(cfg.shards.max_clips, int(cfg.shards.max_mb * (1 << 20)), cfg.shards.fsync)
-        self.first = dict(unit.first_shard)
-        self.writers: dict[str, BucketShardWriter] = {}
+        self.first = {True: dict(unit.first_shard), False: dict(unit.first_dropped)}
+        self.writers: dict[tuple[str, bool], BucketShardWriter] = {}
         self.messages: list[bytes] = []
         self.unwritten: list[dict] = []
         self.summary: CaptureSummary | None = None
@@ -140,12 +151,14 @@ class UnitWriter:
         self.seconds["write"] += time.perf_counter() - t0
 
     def _writer(self, clip: Clip) -> BucketShardWriter:
-        writer = self.writers.get(clip.bucket or "")
+        kept = bool(clip.keep)
+        writer = self.writers.get((clip.bucket or "", kept))
         if writer is None:
             assert clip.bucket, f"clip {clip.clip_id} reached the writer without a bucket"
             writer = BucketShardWriter(self.store, clip.bucket, self.limits, on_complete=self._on_shard,
-                                       prefix=shard_prefix(self.unit.key), first=self.first.get(clip.bucket, 0))
-            self.writers[clip.bucket] = writer
+                                       prefix=shard_prefix(self.unit.key, kept),
+                                       first=self.first[kept].get(clip.bucket, 0))
+            self.writers[(clip.bucket, kept)] = writer
         return writer
 
     def finish(self) -> list[bytes]:
@@ -207,9 +220,11 @@ class DatasetSink:
                 if key in self.unit_records:
                     continue
                 first = next_shard_numbers(self.records, shard_prefix(key))
+                first_dropped = next_shard_numbers(self.records, shard_prefix(key, kept=False))
                 stop = starts[part + 1] if part + 1 < parts else (total or None)
                 units.append(WorkUnit(ref, part, parts, start, stop, frozenset(by_capture.get(ref.capture_id, ())),
-                                      tuple(sorted(first.items())), starts, total))
+                                      tuple(sorted(first.items())), tuple(sorted(first_dropped.items())),
+                                      starts, total))
         return units
 
     # -- receiving ------------------------------------------------------------------------

@@ -3,17 +3,20 @@
 - ``README.md``: a Hugging Face dataset card whose ``configs:`` block makes each bucket its own
   config (``load_dataset(DATASET_DIR, "352x640-16f")``).  Hugging Face ``datasets`` takes the
   columns of a WebDataset from its first shard, so tars of 16- and 32-frame clips read together
-  would silently lose frames; one config per bucket keeps every clip whole.  A bucket gets a
-  ``kept`` split beside ``train`` (all written clips) only when it is exact, that is when no
-  shard holding a kept clip also holds a dropped one (a dataset made by ``dav-filter apply``);
-  otherwise the card shows the one-line filter on the clip's json.
+  would silently lose frames; one config per bucket keeps every clip whole.  A bucket also gets a
+  ``kept`` split beside ``train`` (all written clips): the shards that hold kept clips.  It is
+  declared only when exact, that is when no shard holds both kept and dropped clips, which is
+  always true of ``dav-build`` output (it writes dropped clips to their own shards,
+  ``<unit>-dropped-<n>.tar``) and of ``dav-filter apply`` output (it writes kept clips only); a
+  dataset whose shards mix them (written by other code) gets the one-line filter on the json.
 - ``kept/<bucket>.json``: the bucket's kept clips for plain webdataset, Ray Data or any reader:
   ``shards`` (dataset-relative paths of the shards that hold at least one kept clip, so a reader
   opens no shard that has none) and ``keys`` (the kept clips' WebDataset keys).
 
-Why lists and not separate shards for kept and dropped clips: the keep decision can change
-after the build (``dav-filter apply`` re-packs with other thresholds), the lists cost nothing
-to rewrite, and the writer keeps one open shard per bucket.  See docs/build.md.
+Why both: Hugging Face ``datasets`` and the hub viewer can only select whole files, so the
+``kept`` split needs shards with kept clips only; the lists serve readers that take a list of
+shards and keys (plain webdataset, wids, Ray Data) and stay right for any dataset.  See
+docs/build.md.
 
 Everything here is a pure function of the manifest table and the stats (no clock, no paths of
 the machine), so a resumed or repeated build writes the same bytes.
@@ -87,12 +90,21 @@ def kept_list(b: BucketSummary) -> dict:
 
 
 def _configs_yaml(buckets: list[BucketSummary]) -> list[str]:
+    """One config per bucket.  With a ``kept`` split, it is listed before ``train`` and ``train``
+    names its files with the shards holding no kept clip first: ``datasets`` infers the columns'
+    types from the first clips of the last split's first file, and a kept clip's json has
+    ``reason = null`` and ``failed_checks = []`` where a dropped one has strings, so types
+    inferred from kept clips alone would fail on the dropped ones."""
     lines = ["configs:"]
     for b in buckets:
-        lines += [f"- config_name: {b.name}", "  data_files:", "  - split: train",
-                  f"    path: shards/{b.name}/*.tar"]
+        lines += [f"- config_name: {b.name}", "  data_files:"]
         if b.kept_split_exact:
+            kept = set(b.kept_shards)
             lines += ["  - split: kept", "    path:"] + [f"    - {s}" for s in b.kept_shards]
+            lines += ["  - split: train", "    path:"] + [f"    - {s}" for s in b.shards if s not in kept]
+            lines += [f"    - {s}" for s in b.kept_shards]
+        else:
+            lines += ["  - split: train", f"    path: shards/{b.name}/*.tar"]
     return lines
 
 
@@ -101,6 +113,7 @@ def card_text(table: pa.Table, stats: dict) -> str:
     buckets = bucket_summaries(table)
     codec = stats.get("depth_codec", "npy")
     first = buckets[0].name if buckets else "352x640-16f"
+    split_kept = bool(buckets) and buckets[0].kept_split_exact
     head = ["---", "license: other", "task_categories:", "- depth-estimation", "tags:", "- video",
             "- depth", "- webdataset", "- dav-builder"]
     head += _configs_yaml(buckets) if buckets else []
@@ -111,21 +124,26 @@ def card_text(table: pa.Table, stats: dict) -> str:
         "",
         f"{sum(b.clips for b in buckets)} clips written in {len(buckets)} bucket(s), {kept} kept by the "
         f"builder's filters (`keep = true`); {stats.get('captures', '?')} captures, "
-        f"{stats.get('frames_read', '?')} frames read. Dropped clips are still in the shards with "
-        "`keep = false`: read the kept ones as shown below.",
+        f"{stats.get('frames_read', '?')} frames read. "
+        + ("No shard holds both kept clips and dropped ones (`keep = false`; dav-build writes them to "
+           "shards of their own, `*-dropped-*.tar`), so the `kept` split and the kept lists read kept "
+           "clips only."
+           if all(b.kept_split_exact or not b.kept_keys for b in buckets) else
+           "Dropped clips share shards with kept ones (`keep = false`): read the kept ones as shown below."),
         "",
         "| bucket (config) | height x width | frames per clip | clips | kept | shards | kept split |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     body += [f"| `{b.name}` | {b.height} x {b.width} | {b.num_frames} | {b.clips} | {len(b.kept_keys)} | "
-             f"{len(b.shards)} | {'yes' if b.kept_split_exact else 'no: filter on json keep'} |" for b in buckets]
+             f"{len(b.shards)} | {'yes' if b.kept_split_exact else 'no: filter on json keep' if b.kept_keys else 'no kept clips'} |" for b in buckets]
     body += [
         "",
         "## Files",
         "",
         "- `manifest.parquet`: one row per clip cut, kept or not (`keep`, `reason`, `failed_checks`, scores).",
         "- `stats.json`: counts, drops by reason, the depth codec (`depth_codec`).",
-        "- `shards/<bucket>/*.tar`: WebDataset shards; every clip of a bucket has the same size and length.",
+        "- `shards/<bucket>/*.tar`: WebDataset shards; every clip of a bucket has the same size and length "
+        "(the `train` split: kept and dropped clips).",
         "- `kept/<bucket>.json`: the bucket's kept clips: `keys` and the `shards` that hold them.",
         "",
         "A clip (key = clip id) is `<key>.json` (frame indices, fps, intrinsics `K`, poses "
@@ -135,12 +153,16 @@ def card_text(table: pa.Table, stats: dict) -> str:
         "",
         "## Read it",
         "",
-        "Hugging Face `datasets` (one config per bucket; `with_format(\"numpy\")` gives arrays):",
+        "Hugging Face `datasets` (one config per bucket, split `kept` or `train` = all written clips; "
+        "`with_format(\"numpy\")` gives arrays):",
         "",
         "```python",
         "from datasets import load_dataset",
-        f'ds = load_dataset("DATASET_DIR", "{first}", split="train").with_format("numpy")',
-        "ds = ds.filter(lambda s: s[\"json\"][\"keep\"])      # kept clips only",
+    ]
+    body += ([f'ds = load_dataset("DATASET_DIR", "{first}", split="kept").with_format("numpy")'] if split_kept else
+             [f'ds = load_dataset("DATASET_DIR", "{first}", split="train").with_format("numpy")',
+              "ds = ds.filter(lambda s: s[\"json\"][\"keep\"])      # kept clips only"])
+    body += [
         'depth0 = ds[0]["depth.0000.npz"]["depth"]         # float16 metres' if codec == "npz"
         else 'depth0 = ds[0]["depth.0000.npy"]                  # float16 metres',
         "```",
