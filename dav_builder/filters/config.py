@@ -77,6 +77,10 @@ def _misfit_default() -> CheckConfig:
     return CheckConfig(True, 0.005)
 
 
+def _mismatch_default() -> CheckConfig:
+    return CheckConfig(True, 0.002)
+
+
 @dataclass
 class ScoringConfig:
     """Which scores are computed and the thresholds that decide ``keep``."""
@@ -117,6 +121,9 @@ class ScoringConfig:
     depth_jump: CheckConfig = field(default_factory=_jump_default)
     """A frame pair whose depth disagrees with the camera poses far more than its neighbours
     (depth switching camera, catching up after freezing or lagging; needs poses)."""
+    motion_mismatch: CheckConfig = field(default_factory=_mismatch_default)
+    """Share of the image whose content stays put while its depth says it moves with the camera
+    (a first-person weapon or a HUD drawn in RGB without depth; needs poses)."""
     batch_size: int = 4
     """Clips scored together by the models."""
 
