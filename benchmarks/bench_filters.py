@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dav_builder.capture.base import FrameError
 from dav_builder.capture.dav import DavCapture
 from dav_builder.clip import Clip, make_clip_id
 from dav_builder.filters import checks as checks_module
@@ -96,12 +97,18 @@ def clip_spans(cap_dir: Path) -> list[tuple[int, int, dict[str, dict], dict]]:
     return out
 
 
-def clips_of(cap_dir: Path) -> list[Clip]:
+def clips_of(cap_dir: Path) -> list[Clip | None]:
+    """The clips of :func:`clip_spans`; None for a clip with a frame the reader refuses (a wrong
+    depth buffer with no valid pixel: dav-build drops such frames too)."""
     cap = DavCapture(cap_dir)
     infos = [f for f in cap.frames()]
-    out = []
+    out: list[Clip | None] = []
     for a, b, _, _ in clip_spans(cap_dir):
-        frames = [cap.read_frame(infos[i]) for i in range(a, b + 1)]
+        try:
+            frames = [cap.read_frame(infos[i]) for i in range(a, b + 1)]
+        except FrameError:
+            out.append(None)
+            continue
         poses = [f.info.cam_to_world for f in frames]
         out.append(Clip(
             clip_id=make_clip_id(cap.id, a, CLIP_LEN), capture=cap.id, frame_indices=list(range(a, b + 1)),
@@ -155,10 +162,10 @@ def score_set(seed: int, n: int, frames: int, work: Path, families: str = TUNE_F
         scores = json.loads(cache.read_text())
     else:
         stage = ScoringStage(ScoringConfig())
-        scores = [stage._checks(clip) for cap_dir in caps for clip in clips_of(cap_dir)]
+        scores = [None if clip is None else stage._checks(clip) for cap_dir in caps for clip in clips_of(cap_dir)]
         cache.write_text(json.dumps(scores))
     assert len(scores) == len(spans), f"seed {seed}: {len(scores)} scores for {len(spans)} clips"
-    return [(s, lab, feat) for s, (lab, feat) in zip(scores, spans)]
+    return [(s, lab, feat) for s, (lab, feat) in zip(scores, spans) if s is not None]
 
 
 def material(rows: list[Row]) -> list[Row]:

@@ -651,3 +651,33 @@ def test_depth_jump_sees_a_wrong_buffer_of_a_few_frames():
     pairs = (np.stack([K[:-1], K[1:]], 1), np.stack([poses[:-1], poses[1:]], 1))
     assert checks.depth_jump(depth[:-1], depth[1:], *pairs) < threshold / 10
     assert checks.depth_jump(wrong[:-1], wrong[1:], *pairs) > threshold
+
+
+def test_unexplained_change_sees_content_drawn_for_a_single_frame():
+    g, d, K, poses = slide_past_a_wall()
+    threshold = ScoringConfig().unexplained_change.threshold
+    assert checks.unexplained_change(g, d, K, poses) < threshold / 4
+    popped = g.copy()
+    popped[3, 40:70, 80:120] = 20.0  # a dark weapon drawn for one frame, not in depth
+    assert checks.unexplained_change(popped, d, K, poses) > threshold
+    with_depth = d.copy()
+    with_depth[3, 40:70, 80:120] = 0.5  # drawn into depth too: an object, not the scene's surface
+    assert checks.unexplained_change(popped, with_depth, K, poses) < threshold / 4
+    # a light switched on: the whole image brighter, explained by a gain
+    lit = g.copy()
+    lit[3:] = lit[3:] * 1.3 + 10
+    assert checks.unexplained_change(lit, d, K, poses) < threshold / 4
+
+
+def test_frozen_depth_is_not_a_camera_running_over_open_ground():
+    # the planar depth of a ground plane does not change when the camera moves along it
+    n, h, w = 5, 36, 64
+    K = np.stack([np.array([[50.0, 0, w / 2], [0, 50.0, h / 2], [0, 0, 1]])] * n)
+    poses = np.stack([np.eye(4)] * n)
+    poses[:, 2, 3] = 0.5 * np.arange(n)  # forward along +z, the ground 1.5 m below (+y is down)
+    rows = np.arange(h, dtype=np.float64)[:, None] - h / 2
+    ground = np.where(rows > 0.5, 1.5 * 50.0 / np.maximum(rows, 0.5), 0.0) * np.ones((1, w))
+    depth = np.repeat(ground[None].astype(np.float32), n, axis=0)
+    grey = np.stack([np.random.default_rng(t).uniform(0, 255, (h, w)).astype(np.float32) for t in range(n)])
+    Kp, Pp = np.stack([K[:-1], K[1:]], 1), np.stack([poses[:-1], poses[1:]], 1)
+    assert checks.frozen_depth(grey[:-1], grey[1:], depth[:-1], depth[1:], Kp, Pp) == 0.0

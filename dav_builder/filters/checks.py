@@ -328,22 +328,25 @@ FROZEN_POSE_CHANGE = 0.05
 def pose_depth_change(depth_prev: np.ndarray, K_prev: np.ndarray, K: np.ndarray, pose_prev: np.ndarray,
                       pose: np.ndarray, rel: float = 1e-3) -> float:
     """Share of pixels whose depth should change by more than ``rel`` (relative) from one frame
-    to the next, by the camera poses: depth t-1 carried into frame t (a static scene) and compared
-    pixel by pixel.  0 for a still camera, and for one sliding sideways over a floor."""
-    from dav_builder.model.metrics import project
-
+    to the next, by the camera poses: each pixel of depth t-1 carried into frame t (a static
+    scene) against the depth t-1 had where it lands (interpolated in inverse depth, exact on a
+    plane), over the pixels that stay in view.  0 for a still camera,
+    for one sliding sideways over a wall, and for one moving along a ground plane (its planar
+    depth per row does not change)."""
     h, w = depth_prev.shape
-    u, v, z = project(depth_prev.astype(np.float64), K_prev, K, pose_prev, pose)
+    u, v, z = carry(depth_prev, K_prev, K, pose_prev, pose)
     with np.errstate(invalid="ignore"):
-        ok = (depth_prev > 0) & (z > 0) & (u > -0.5) & (u < w - 0.5) & (v > -0.5) & (v < h - 0.5)
+        ok = (depth_prev > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
     if not ok.any():
         return 0.0
-    pred = np.zeros((h, w))
-    pred[np.rint(v[ok]).astype(np.intp), np.rint(u[ok]).astype(np.intp)] = z[ok]
-    both = (pred > 0) & (depth_prev > 0)
-    if not both.any():
+    mx, my = np.where(ok, u, 0).astype(np.float32), np.where(ok, v, 0).astype(np.float32)
+    seen = depth_prev > 0
+    # inverse depth is affine across a plane: interpolated, a plane's depth comes out exact
+    inv = cv2.remap(np.where(seen, 1.0 / np.where(seen, depth_prev, 1.0), 0.0).astype(np.float32), mx, my, cv2.INTER_LINEAR)
+    ok &= (cv2.remap(seen.astype(np.float32), mx, my, cv2.INTER_LINEAR) > 0.999) & (inv > 0)
+    if not ok.any():
         return 0.0
-    return float((np.abs(np.log(pred[both]) - np.log(depth_prev[both])) > rel).mean())
+    return float((np.abs(np.log(z[ok] * inv[ok])) > np.log1p(rel)).mean())
 
 
 def image_change(grey_prev: np.ndarray, grey: np.ndarray) -> np.ndarray:
@@ -358,11 +361,12 @@ def frozen_depth(
     rgb_min_change: float = 0.2, min_changed: float = 1e-4, change: np.ndarray | None = None,
 ) -> float:
     """Share of moving (t-1, t) pairs whose depth does not change: fewer than ``min_changed`` of
-    the valid depth pixels change by more than 0.1 %.  A pair is moving when its RGB changes by
-    more than ``rgb_min_change`` grey levels on average or, with intrinsics ``K`` and camera
-    ``poses`` (n, 2, ...: t-1 and t), when the poses say that at least
+    the valid depth pixels change by more than 0.1 %.  With intrinsics ``K`` and camera ``poses``
+    (n, 2, ...: t-1 and t), a pair is moving when the poses say that at least
     :data:`FROZEN_POSE_CHANGE` of the depth should change: a camera walking past a plain wall
-    changes the image by a tenth of a grey level but its depth everywhere.
+    changes the image by a tenth of a grey level but its depth everywhere, and a camera running
+    over open ground changes the image but not the planar depth of the ground.  Without poses, a
+    pair is moving when its RGB changes by more than ``rgb_min_change`` grey levels on average.
 
     Counting changed pixels (not a median) matters: a camera moving over a ground plane leaves
     most ground pixels at the same depth, yet objects and walls change.  ``change`` is
@@ -372,11 +376,13 @@ def frozen_depth(
         change = image_change(grey_prev, grey)
     frozen = moving = 0
     for k, (dp, d) in enumerate(zip(depth_prev, depth)):
-        if change[k] <= rgb_min_change:
-            if K is None or poses is None or not np.isfinite(poses[k]).all():
-                continue
+        if K is not None and poses is not None and np.isfinite(poses[k]).all():
+            # the poses decide: a camera running over open ground changes the image but not the
+            # planar depth of the ground, and a camera walking past a plain wall the reverse
             if pose_depth_change(dp, K[k][0], K[k][1], poses[k][0], poses[k][1]) < FROZEN_POSE_CHANGE:
                 continue
+        elif change[k] <= rgb_min_change:
+            continue
         moving += 1
         valid = (d > 0) & (dp > 0)
         if not valid.any():
@@ -711,3 +717,51 @@ def mismatch_pairs(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np
         out.append((i, j, float(mismatch_map(grey[i], grey[j], depth[i], depth[j], K[i], K[j],
                                              poses[i], poses[j]).mean())))
     return out
+
+
+#: Patch difference (mean absolute grey levels, after a global gain and offset) between a frame and
+#: the frame before carried into it by depth and poses, above which the content is new.
+CHANGE_RESIDUAL = 25.0
+
+
+def unexplained_map(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray, depth: np.ndarray,
+                    K_prev: np.ndarray, K: np.ndarray, pose_prev: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Pixels of frame t whose image content is not the previous frame's scene moved by depth and
+    poses (bool h x w): frame t's depth carried into frame t-1 by the poses picks the grey levels
+    there, a global gain and offset (a light switched) is fitted, and the patch difference left
+    exceeds :data:`CHANGE_RESIDUAL`; only where the depth of both frames is the static scene's over
+    the whole patch (moving objects, disocclusions and content with its own depth are left out).
+    Content drawn in RGB without depth for a frame or a few (a weapon, a HUD popping up, a minimap
+    turning) is such new content where the scene's depth is still right."""
+    gp, g = np.asarray(grey_prev, np.float32), np.asarray(grey, np.float32)
+    h, w = g.shape
+    u, v, z = carry(depth, K, K_prev, pose, pose_prev)
+    with np.errstate(invalid="ignore"):
+        inside = (depth > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    mx = np.where(inside, u, xs).astype(np.float32)
+    my = np.where(inside, v, ys).astype(np.float32)
+    seen = depth_prev > 0
+    logp = cv2.remap(np.log(np.where(seen, depth_prev, 1.0)).astype(np.float32), mx, my, cv2.INTER_NEAREST)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        static = inside & (cv2.remap(seen.astype(np.uint8), mx, my, cv2.INTER_NEAREST) > 0) & \
+            (np.abs(np.log(np.where(z > 0, z, 1.0)) - logp) < MISMATCH_DEPTH)
+    static = cv2.erode(static.astype(np.uint8), np.ones((2 * MISMATCH_PATCH + 1,) * 2, np.uint8),
+                       borderType=cv2.BORDER_REPLICATE) > 0
+    if static.sum() < 16:
+        return np.zeros((h, w), bool)
+    pred = cv2.remap(gp, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    a = np.vstack([pred[static], np.ones(int(static.sum()), np.float32)]).T
+    gain, offset = np.linalg.lstsq(a, g[static], rcond=None)[0]
+    residual = _box(np.abs(g - (gain * pred + offset)))
+    return _clear_border(static & (residual > CHANGE_RESIDUAL), OVERLAY_BORDER + MISMATCH_PATCH)
+
+
+def unexplained_change(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np.ndarray) -> float:
+    """The largest, over consecutive frame pairs of a clip (n frames in order, with intrinsics
+    (n, 3, 3) and poses (n, 4, 4)), share of the image that :func:`unexplained_map` finds: content
+    that the scene's own motion does not explain although its depth is the scene's.  One pair is
+    evidence enough: content drawn in RGB only for a single frame is found by it."""
+    shares = [float(unexplained_map(grey[i - 1], grey[i], depth[i - 1], depth[i], K[i - 1], K[i],
+                                    poses[i - 1], poses[i]).mean()) for i in range(1, len(grey))]
+    return max(shares, default=0.0)

@@ -81,6 +81,10 @@ def _mismatch_default() -> CheckConfig:
     return CheckConfig(True, 0.002)
 
 
+def _unexplained_default() -> CheckConfig:
+    return CheckConfig(True, 0.01)
+
+
 @dataclass
 class ScoringConfig:
     """Which scores are computed and the thresholds that decide ``keep``."""
@@ -124,6 +128,9 @@ class ScoringConfig:
     motion_mismatch: CheckConfig = field(default_factory=_mismatch_default)
     """Share of the image whose content stays put while its depth says it moves with the camera
     (a first-person weapon or a HUD drawn in RGB without depth; needs poses)."""
+    unexplained_change: CheckConfig = field(default_factory=_unexplained_default)
+    """Share of the image whose content is not the previous frame's scene moved by depth and poses
+    although the depth there is the scene's (RGB-only content for a frame or a few; needs poses)."""
     batch_size: int = 4
     """Clips scored together by the models."""
 

@@ -15,6 +15,7 @@ Scores (all stored in the manifest and each clip's json, kept or dropped):
 ``pose_misfit``      (null without camera poses)                                     lower
 ``depth_jump``       (null without camera poses)                                     lower
 ``motion_mismatch``  (null without camera poses)                                     lower
+``unexplained_change`` (null without camera poses)                                   lower
 ==================== ============================================================ ==========
 
 The paper's rule: drop a clip when *both* the depth score and the semantic score fall below
@@ -58,7 +59,7 @@ class _PairFrames:
 
 
 CHECKS = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay", "pose_misfit", "depth_jump",
-          "motion_mismatch")
+          "motion_mismatch", "unexplained_change")
 SCORE_NAMES = ("depth_score", "semantic_score") + CHECKS
 
 __all__ = ["ScoringStage", "decide", "ModelUnavailableError", "SCORE_NAMES"]
@@ -218,6 +219,10 @@ class ScoringStage:
                                  if posed else None) if pairs else 0.0
         if cfg.motion_mismatch.enabled:
             out["motion_mismatch"] = (self._runs(pos, lambda r: checks.motion_mismatch(
+                grey[r], depth[r], K[r], poses[r]))  # type: ignore[index]
+                if posed else None) if pairs else 0.0
+        if cfg.unexplained_change.enabled:
+            out["unexplained_change"] = (self._runs(pos, lambda r: checks.unexplained_change(
                 grey[r], depth[r], K[r], poses[r]))  # type: ignore[index]
                 if posed else None) if pairs else 0.0
         return out
