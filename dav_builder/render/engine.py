@@ -185,7 +185,8 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
             styles.append(ShotStyle(layouts[shot.layout].kind))
             continue
         style, shot.trajectory = style_shot(family, layouts[shot.layout].kind, shot.trajectory,
-                                            len(frames_of) / cfg.fps, cfg.vfov_deg, style_rng)
+                                            len(frames_of) / cfg.fps, cfg.vfov_deg, style_rng,
+                                            layouts[shot.layout].origin)
         styles.append(style)
     cap = Path(out) / f"{cfg.name_prefix}{index:03d}"
     (cap / "rgb").mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,8 @@ class ShotStyle:
 
 
 def style_shot(family: Family, layout: str, trajectory: Trajectory, duration: float, vfov: float,
-               rng: np.random.Generator) -> tuple[ShotStyle, Trajectory]:
+               rng: np.random.Generator, layout_origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+               ) -> tuple[ShotStyle, Trajectory]:
     """Draw a shot's style from its family, and the trajectory it changes (fast, drone)."""
     camera = str(rng.choice(list(family.cameras)))
     if camera == "drone" and layout != "outdoor":
@@ -77,12 +78,19 @@ def style_shot(family: Family, layout: str, trajectory: Trajectory, duration: fl
         style.fog = float(rng.uniform(*family.fog))
     if rng.random() < family.weapon:
         style.weapon = str(rng.choice(["rifle", "pistol"]))
-    if camera == "fast":
-        trajectory = replace(trajectory, speed=trajectory.speed * float(rng.uniform(2.5, 4.0)),
+    # fast and drone cameras keep to open space, as a game's collision keeps them: a camera that
+    # flies through a building is an engine artefact, not a capture to filter
+    if camera == "fast" and layout == "outdoor":  # a fast vehicle down the road, panning
+        origin = (layout_origin[0] + float(rng.uniform(-60, -30)), layout_origin[1] + float(rng.choice([-1.5, 1.5])),
+                  layout_origin[2])
+        trajectory = Trajectory("drive", origin, 0.0, float(rng.uniform(20, 30)), 1.3 * float(rng.uniform(0.9, 1.1)),
+                                trajectory.radius, 0.0, 0.4, float(rng.uniform(0.15, 0.3)))
+    elif camera == "fast":  # a player sprinting and turning quickly
+        trajectory = replace(trajectory, speed=trajectory.speed * float(rng.uniform(1.5, 2.0)),
                              turn_amp=0.5, turn_rate=float(rng.uniform(0.15, 0.3)))
     elif camera == "drone":
         trajectory = Trajectory("fly", trajectory.origin, trajectory.heading, float(rng.uniform(6, 12)),
-                                float(rng.uniform(15, 30)), trajectory.radius, 0.5, 0.3, 0.05,
+                                float(rng.uniform(35, 50)), trajectory.radius, 0.5, 0.3, 0.05,
                                 -float(rng.uniform(0.3, 0.8)))
     elif camera == "zoom":
         to = float(rng.uniform(25, 45))
