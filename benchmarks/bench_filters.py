@@ -330,10 +330,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--captures", type=int, default=6, help="captures per seed (cycling over the group's families)")
     ap.add_argument("--frames", type=int, default=160)
-    ap.add_argument("--seeds", default="400-405", help="held-back seeds to report on: 1,2,5 or 1-5")
+    ap.add_argument("--seeds", default="400-403", help="held-back seeds to report on: 1,2,5 or 1-5")
     ap.add_argument("--families", default=HOLDOUT_FAMILIES, help="held-back scene families")
     ap.add_argument("--variants", default=HOLDOUT_VARIANTS, help="defect variants of the held-back group ('all' or names)")
-    ap.add_argument("--tune-seeds", default="300-311",
+    ap.add_argument("--tune-seeds", default="300-307",
                     help="seeds the thresholds are chosen on (the defaults in dav_builder/filters/config.py)")
     ap.add_argument("--tune-families", default=TUNE_FAMILIES)
     ap.add_argument("--tune-variants", default=TUNE_VARIANTS)

@@ -69,9 +69,12 @@ OUTLINE_CONTRAST = 20.0
 #: without depth is the far plane cutting the scene off (ground running to the horizon), not an
 #: object's silhouette against the sky: not an edge to align with ...
 FAR_OUTLINE = 0.6
-#: ... and where depth recedes steeply toward the outline (log depth changing by more than this
+#: ... where depth recedes steeply toward the outline (log depth changing by more than this
 #: within a pixel: ground seen at a grazing angle), unlike a wall or a roof against the sky.
 FAR_SLOPE = 0.02
+#: ... or where it is this far (metres): haze flattens a distant outline's contrast, and an
+#: outline that far away says little about a camera a few centimetres off.
+FAR_OUTLINE_METRES = 60.0
 
 
 def outline_contrast(grey: np.ndarray, valid: np.ndarray, band: int = 4) -> float:
@@ -119,7 +122,8 @@ def occlusion_edges(depth: np.ndarray, border: int = MAX_SHIFT, grey: np.ndarray
             # haze fades the ground into the sky, and the colour edge, if any, lies nearer
             k3 = np.ones((3, 3), np.uint8)
             slope = cv2.dilate(logd.astype(np.float32), k3) - cv2.erode(np.where(valid, logd, 1e3).astype(np.float32), k3)
-            far = valid & (depth >= FAR_OUTLINE * float(depth[valid].max())) & (slope > FAR_SLOPE) & (slope < 1e2)
+            far = valid & (depth >= FAR_OUTLINE * float(depth[valid].max())) & \
+                (((slope > FAR_SLOPE) & (slope < 1e2)) | (depth >= FAR_OUTLINE_METRES))
             outline &= ~cv2.dilate(far.astype(np.uint8), k3).astype(bool)
         out |= outline
     return _clear_border(out, border)
