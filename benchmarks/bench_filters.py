@@ -120,8 +120,12 @@ def clips_of(cap_dir: Path) -> list[Clip | None]:
 
 
 def _code_key() -> str:
-    """Changes whenever the scoring code or its defaults do, so cached scores are never stale."""
-    h = hashlib.sha256(repr(ScoringConfig()).encode())
+    """Changes whenever the scoring code or its defaults other than thresholds do, so cached scores
+    are never stale."""
+    cfg = ScoringConfig()
+    for name in CHECKS:  # thresholds decide, they do not change scores: not in the key
+        getattr(cfg, name).threshold = 0.0
+    h = hashlib.sha256(repr(cfg).encode())
     for mod in (checks_module, stage_module):
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()[:16]
