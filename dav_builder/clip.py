@@ -28,6 +28,15 @@ def bucket_name(height: int, width: int, num_frames: int) -> str:
     return f"{height}x{width}-{num_frames}f"
 
 
+def failed_checks_of(keep: bool, reason: str | None, failed: list[str]) -> list[str]:
+    """The ``failed_checks`` stored for a clip: every check it failed, or, for a clip dropped for
+    another reason (not written: unreadable, too short...), that reason's name alone; so a dropped
+    clip's ``reason`` always starts with ``failed_checks[0]``."""
+    if failed:
+        return list(failed)
+    return [] if keep or not reason else [reason.split(":", 1)[0]]
+
+
 @dataclass
 class Clip:
     """A run of consecutive frames of one capture, with everything needed to score and write it."""
@@ -56,6 +65,8 @@ class Clip:
     keep: bool = True
     reason: str | None = None
     """Why the clip was dropped or not written; None when kept."""
+    failed_checks: list[str] = field(default_factory=list)
+    """Every check or rule the clip failed (``reason`` names the first); empty when kept."""
     bucket: str | None = None
     shard: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
@@ -103,4 +114,5 @@ class Clip:
             "scores": {k: (None if v is None else float(v)) for k, v in self.scores.items()},
             "keep": bool(self.keep),
             "reason": self.reason,
+            "failed_checks": failed_checks_of(self.keep, self.reason, self.failed_checks),
         }

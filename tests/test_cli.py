@@ -16,6 +16,7 @@ BIN = Path(sys.executable).parent
     ["dav-filter", "--help"],
     ["dav-filter", "sweep", "--help"],
     ["dav-filter", "apply", "--help"],
+    ["dav-filter", "report", "--help"],
     ["dav-train", "--help"],
     ["dav-train", "eval", "--help"],
     ["dav-render", "--help"],

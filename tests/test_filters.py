@@ -348,27 +348,32 @@ def scored_dataset(tmp_path):
     return ds, rows
 
 
-def test_sweep_prints_the_keep_rate_table_and_finds_the_best_pair(scored_dataset, tmp_path):
+def test_sweep_counts_the_paper_rule_per_threshold_and_chooses_thresholds_from_labels(scored_dataset, tmp_path):
     from dav_builder.filters.cli import main
 
     ds, rows = scored_dataset
     labels = tmp_path / "labels.csv"
     bad = {r["clip_id"] for r in rows if r["depth_score"] < 0.6 and r["semantic_score"] < 0.8}
+    assert 0 < len(bad) < len(rows)
     labels.write_text("".join(f"{r['clip_id']},{'bad' if r['clip_id'] in bad else 'good'}\n" for r in rows))
-    res = CliRunner().invoke(main, ["sweep", str(ds), "--depth-thresholds", "0.4,0.6,0.8",
-                                    "--semantic-thresholds", "0.7,0.8", "--labels", str(labels)])
+    res = CliRunner().invoke(main, ["sweep", str(ds), "--grid", "depth_score=0.4,0.6,0.8",
+                                    "--grid", "semantic_score=0.7,0.8", "--labels", str(labels),
+                                    "--max-good-drop", "0"])
     assert res.exit_code == 0, res.output
-    assert "<- best" in res.output
     with open(ds / "sweep.csv") as fh:
         table = list(csv.DictReader(fh))
-    assert len(table) == 6
-    best = [r for r in table if r["best"] in ("True", "1", "true")]
-    assert len(best) == 1 and (float(best[0]["depth_threshold"]), float(best[0]["semantic_threshold"])) == (0.6, 0.8)
-    assert float(best[0]["f1"]) == pytest.approx(1.0)
-    for r in table:  # keep rate matches the rule on the stored scores
-        drop = sum(1 for x in rows if x["depth_score"] < float(r["depth_threshold"])
-                   and x["semantic_score"] < float(r["semantic_threshold"]))
-        assert float(r["keep_rate"]) == pytest.approx(1 - drop / len(rows))
+    depth_rows = [r for r in table if r["score"] == "depth_score"]
+    assert [float(r["threshold"]) for r in depth_rows] == [0.4, 0.6, 0.8]
+    for r in depth_rows:  # the other threshold at the build's (0.8): the paper's rule, both low
+        drop = sum(1 for x in rows if x["depth_score"] < float(r["threshold"]) and x["semantic_score"] < 0.8)
+        assert int(r["kept"]) == len(rows) - drop
+    at_06 = next(r for r in depth_rows if float(r["threshold"]) == 0.6)
+    assert float(at_06["precision"]) == 1.0 and float(at_06["recall"]) == 1.0 and float(at_06["good_dropped"]) == 0
+    # the choice: no good clip may go; it still catches bad ones, and says so as an apply command
+    choice = res.output.split("threshold choice")[1]
+    assert "drops 0 of" in choice and "dav-filter apply" in choice
+    caught = int(choice.split("catches ")[1].split(" of")[0])
+    assert caught > 0
     assert (ds / "sweep.png").stat().st_size > 1000
 
 
@@ -407,11 +412,12 @@ def test_sweep_with_only_the_depth_score_lets_it_decide_alone(tmp_path):
     for i, r in enumerate(rows):
         r["depth_score"], r["semantic_score"] = 0.1 * (i + 1), None
     write_manifest(ds, rows)
-    res = CliRunner().invoke(main, ["sweep", str(ds), "--depth-thresholds", "0.25,0.45"])
+    res = CliRunner().invoke(main, ["sweep", str(ds), "--grid", "depth_score=0.25,0.45"])
     assert res.exit_code == 0, res.output
+    assert "semantic_score" not in res.output.split("not stored")[0]  # no semantic column when it is off
     with open(ds / "sweep.csv") as fh:
-        table = {float(r["depth_threshold"]): float(r["keep_rate"]) for r in csv.DictReader(fh)}
-    assert table == {0.25: pytest.approx(3 / 5), 0.45: pytest.approx(1 / 5)}  # as the build's decide() would
+        table = {float(r["threshold"]): int(r["kept"]) for r in csv.DictReader(fh) if r["score"] == "depth_score"}
+    assert table[0.25] == 3 and table[0.45] == 1  # as the build's decide() would
 
 
 def test_the_stage_scores_lag_and_alignment_on_full_resolution_pairs():

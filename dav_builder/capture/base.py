@@ -41,6 +41,11 @@ class FrameError(Exception):
         super().__init__(f"{self.path}: {problem}")
 
 
+class NoDepthError(FrameError):
+    """A frame whose depth buffer holds (almost) no valid depth: a menu or loading screen, a
+    cleared buffer.  Not a broken file: the build reports it as ``no_depth``, not ``unreadable``."""
+
+
 @dataclass(frozen=True)
 class FrameInfo:
     """Metadata of one frame; nothing decoded yet.

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dav_builder.capture import depth as dconv
-from dav_builder.capture.base import Capture, CaptureError, FrameError, FrameInfo
+from dav_builder.capture.base import Capture, CaptureError, FrameError, FrameInfo, NoDepthError
 from dav_builder.capture.imageio import MAX_PIXELS, DEPTH_ENCODINGS, check_image, read_bytes, read_depth_file, safe_path
 
 FORMAT = "dav-capture/1"
@@ -255,5 +255,5 @@ class DavCapture(Capture):
             raise FrameError(path, str(exc)) from None
         valid = np.count_nonzero(z) / z.size
         if valid < self.min_valid_fraction:
-            raise FrameError(path, f"no valid depth: {valid:.1%} of pixels valid (NaN, inf, sky or out of range)")
+            raise NoDepthError(path, f"no valid depth: {valid:.1%} of pixels valid (NaN, inf, sky or out of range)")
         return z

@@ -1,8 +1,9 @@
 """Apply new thresholds to a built dataset: a new dataset with only the kept clips.
 
-Decisions come from the stored scores (:func:`dav_builder.filters.stage.decide`), so nothing is
-scored again.  Kept clips are re-packed per bucket by copying their tar members; only each clip's
-small ``.json`` member is rewritten (its ``keep``/``reason`` change).  Dropped clips stay in the
+Decisions come from the stored scores (:func:`dav_builder.filters.stage.failures`), so nothing is
+scored again; ``failed_checks`` lists every check a dropped clip fails under the new thresholds.
+Kept clips are re-packed per bucket by copying their tar members; only each clip's small
+``.json`` member is rewritten (its ``keep``/``reason``/``failed_checks`` change).  Dropped clips stay in the
 new manifest with ``keep = false``, ``shard = null`` and their reason, so the new dataset still
 accounts for every clip.
 """
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dav_builder.clip import failed_checks_of
 from dav_builder.filters.config import ScoringConfig
-from dav_builder.filters.stage import CHECKS, SCORE_NAMES, decide
+from dav_builder.filters.stage import CHECKS, SCORE_NAMES, failures
 from dav_builder.shards.manifest import read_manifest, write_manifest
 from dav_builder.shards.tario import iter_tar_samples
 from dav_builder.shards.writer import BucketShardWriter, ShardLimits, atomic_write_json
@@ -43,18 +45,21 @@ def apply_thresholds(src: Path, dst: Path, cfg: ScoringConfig, limits: ShardLimi
         raise ValueError(f"{dst}: exists and is not empty")
     t0 = time.perf_counter()
     rows = read_manifest(src).to_pylist()
-    decisions: dict[str, tuple[bool, str | None]] = {}
+    decisions: dict[str, tuple[bool, str | None, list[str]]] = {}
     for r in rows:
-        if r["shard"] is None:
-            decisions[r["clip_id"]] = (False, r["reason"])  # never written: stays as it was
+        if r["shard"] is None:  # never written: stays as it was
+            decisions[r["clip_id"]] = (False, r["reason"],
+                                        r.get("failed_checks") or failed_checks_of(False, r["reason"], []))
         else:
-            decisions[r["clip_id"]] = decide({k: r.get(k) for k in SCORE_NAMES}, cfg)
+            failed = failures({k: r.get(k) for k in SCORE_NAMES}, cfg)
+            decisions[r["clip_id"]] = (not failed, failed[0] if failed else None, failed)
     by_shard: dict[str, list[dict]] = {}
     for r in rows:
         if r["shard"] is not None and decisions[r["clip_id"]][0]:
             by_shard.setdefault(r["shard"], []).append(r)
     new_rows = [dict(r, keep=False, shard=None, bucket=r["bucket"] if r["shard"] else None,
-                     reason=decisions[r["clip_id"]][1]) for r in rows if not decisions[r["clip_id"]][0]]
+                     reason=decisions[r["clip_id"]][1], failed_checks=decisions[r["clip_id"]][2])
+                for r in rows if not decisions[r["clip_id"]][0]]
     writers: dict[str, BucketShardWriter] = {}
     dst.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=sum(len(v) for v in by_shard.values()), desc="re-packing", unit="clip", disable=not progress)
@@ -64,13 +69,13 @@ def apply_thresholds(src: Path, dst: Path, cfg: ScoringConfig, limits: ShardLimi
             row = want.get(sample.key)
             if row is None:
                 continue
-            meta = dict(sample.meta, keep=True, reason=None)
+            meta = dict(sample.meta, keep=True, reason=None, failed_checks=[])
             sample.meta = meta
             bucket = row["bucket"]
             writer = writers.get(bucket)
             if writer is None:
                 writer = writers[bucket] = BucketShardWriter(dst, bucket, limits)
-            new = dict(row, keep=True, reason=None)
+            new = dict(row, keep=True, reason=None, failed_checks=[])
             writer.write_members(sample.members(), new)
             new_rows.append(new)
             bar.update(1)

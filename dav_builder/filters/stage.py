@@ -62,27 +62,38 @@ CHECKS = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay", "p
           "motion_mismatch", "unexplained_change")
 SCORE_NAMES = ("depth_score", "semantic_score") + CHECKS
 
-__all__ = ["ScoringStage", "decide", "ModelUnavailableError", "SCORE_NAMES"]
+__all__ = ["ScoringStage", "decide", "failures", "ModelUnavailableError", "SCORE_NAMES"]
 
 
-def decide(scores: dict[str, float | None], cfg: ScoringConfig) -> tuple[bool, str | None]:
-    """Keep or drop from stored scores alone (so thresholds can change without rescoring)."""
+def failures(scores: dict[str, float | None], cfg: ScoringConfig) -> list[str]:
+    """Every check or rule the stored scores fail, in a fixed order (the model-free checks as in
+    :data:`CHECKS`, then the paper's rule); empty when the clip is kept."""
+    out = []
     for name in CHECKS:
         check = getattr(cfg, name)
         value = scores.get(name)
         if check.enabled and value is not None and not np.isnan(value) and value > check.threshold:
-            return False, name
+            out.append(name)
     ds, ss = scores.get("depth_score"), scores.get("semantic_score")
+    ds = None if ds is None or np.isnan(ds) else ds
+    ss = None if ss is None or np.isnan(ss) else ss
     low_d = ds is not None and ds < cfg.depth.threshold
     low_s = ss is not None and ss < cfg.clip.threshold
     if ds is not None and ss is not None:
         if low_d and low_s:
-            return False, "low_depth_and_semantic"
+            out.append("low_depth_and_semantic")
     elif low_d:
-        return False, "low_depth_score"
+        out.append("low_depth_score")
     elif low_s:
-        return False, "low_semantic_score"
-    return True, None
+        out.append("low_semantic_score")
+    return out
+
+
+def decide(scores: dict[str, float | None], cfg: ScoringConfig) -> tuple[bool, str | None]:
+    """Keep or drop from stored scores alone (so thresholds can change without rescoring); the
+    reason is the first of :func:`failures`."""
+    failed = failures(scores, cfg)
+    return (False, failed[0]) if failed else (True, None)
 
 
 class ScoringStage:
@@ -149,9 +160,9 @@ class ScoringStage:
             if self._depth_model is not None:
                 scores.update(self._model_scores(clip))
             clip.scores.update(scores)
-            keep, reason = decide(clip.scores, self.cfg)
-            if not keep:
-                clip.drop(reason or "dropped")
+            clip.failed_checks = failures(clip.scores, self.cfg)
+            if clip.failed_checks:
+                clip.drop(clip.failed_checks[0])
         return clips
 
     def _frames(self, clip: Clip, positions: list[int], side: int) -> tuple[np.ndarray, np.ndarray]:

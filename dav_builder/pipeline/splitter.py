@@ -6,7 +6,8 @@ the clip length, not the capture length.  A scene breaks where
 
 - PySceneDetect's detector (on the reduced RGB) reports a cut,
 - the camera pose jumps (teleport) or the frame index jumps (dropped frames),
-- a frame is unusable: unreadable or invalid files (:class:`FrameError`), black, fading, or its
+- a frame is unusable: unreadable or invalid files (:class:`FrameError`), no valid depth (a menu
+  screen: :class:`NoDepthError`, reported as ``no_depth``), black, fading, or its
   depth is frozen (bit-identical to the previous frame while the RGB moves).
 
 Unusable frames are reported as *unwritable clips* (``shard = null``, ``reason`` set), one per
@@ -25,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from dav_builder.capture.base import Capture, FrameData, FrameError, FrameInfo
+from dav_builder.capture.base import Capture, FrameData, FrameError, FrameInfo, NoDepthError
 from dav_builder.clip import Clip, make_clip_id
 from dav_builder.pipeline import spans
 from dav_builder.pipeline.buckets import bucket_may_resize
@@ -333,7 +334,7 @@ class CaptureSplitter:
             error = item if isinstance(item, FrameError) else data if isinstance(data, FrameError) else None
             if error is not None:
                 self.prev = None
-                reason = "bad_metadata" if error is item else "unreadable"
+                reason = "bad_metadata" if error is item else "no_depth" if isinstance(error, NoDepthError) else "unreadable"
                 out = list(self._bad(error.index if error is item else item.index, reason, error.path, error.problem))
                 self.seconds["read"] += time.perf_counter() - t0
                 yield from out

@@ -1,6 +1,7 @@
 """``manifest.parquet``: one row per clip the builder cut, kept or not (DATASET_FORMAT.md).
 
-Columns are the format's required ones, then ``frame_indices`` and ``errors``, then every score
+Columns are the format's required ones, then ``frame_indices``, ``errors`` and ``failed_checks``
+(every check or rule the clip failed; ``reason`` names the first), then every score
 the scoring stage computed (each score name is a float column; ``depth_score`` and
 ``semantic_score`` always exist, null when that score is off).
 """
@@ -14,7 +15,7 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dav_builder.clip import Clip
+from dav_builder.clip import Clip, failed_checks_of
 
 MANIFEST = "manifest.parquet"
 
@@ -34,6 +35,7 @@ BASE_FIELDS = [
     pa.field("reason", pa.string()),
     pa.field("frame_indices", pa.list_(pa.int64())),
     pa.field("errors", pa.string()),
+    pa.field("failed_checks", pa.list_(pa.string())),
 ]
 BASE_NAMES = {f.name for f in BASE_FIELDS}
 
@@ -54,6 +56,7 @@ def clip_row(clip: Clip) -> dict:
         "reason": clip.reason,
         "frame_indices": [int(i) for i in clip.frame_indices],
         "errors": json.dumps(clip.errors, sort_keys=True) if clip.errors else None,
+        "failed_checks": failed_checks_of(clip.keep, clip.reason, clip.failed_checks),
         "depth_score": None,
         "semantic_score": None,
     }

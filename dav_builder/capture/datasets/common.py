@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from dav_builder.capture.base import Capture, CaptureError, FrameError, FrameInfo
+from dav_builder.capture.base import Capture, CaptureError, FrameError, FrameInfo, NoDepthError
 from dav_builder.capture.imageio import MAX_PIXELS, check_image, image_size, read_bytes
 
 
@@ -81,7 +81,7 @@ def checked_depth(path: Path, index: int, load, height: int, width: int, min_val
     z = np.where(np.isfinite(z) & (z > 0), z, 0.0).astype(np.float32)
     valid = float((z > 0).mean())
     if valid < min_valid_fraction:
-        raise FrameError(path, f"no valid depth: {valid:.1%} of pixels valid", index)
+        raise NoDepthError(path, f"no valid depth: {valid:.1%} of pixels valid", index)
     return z
 
 
