@@ -103,6 +103,28 @@ def run_build(captures_root: Path, out: Path, executor: str) -> tuple[dict, floa
     return result.stats, time.perf_counter() - t0
 
 
+def compare_codecs(caps_root: Path, work: Path, codecs: list[str]) -> None:
+    """Local builds of the same captures with each depth codec: speed and bytes of depth."""
+    from dav_builder.pipeline.build import build_dataset
+    from dav_builder.pipeline.config import load_config
+    from dav_builder.shards import tario
+
+    default_level = tario.NPZ_LEVEL
+    for codec in codecs:
+        name, level = codec[:3], int(codec[3:] or default_level)
+        tario.NPZ_LEVEL = level  # read at call time by depth_to_npz
+        out = work / f"dataset-{codec}"
+        shutil.rmtree(out, ignore_errors=True)
+        cfg = load_config(overrides={"run": {"executor": "local"}, "shards": {"depth_codec": name}})
+        t0 = time.perf_counter()
+        stats = build_dataset([caps_root], out, cfg, progress=False, say=lambda s: None).stats
+        secs = time.perf_counter() - t0
+        shards = sum(p.stat().st_size for p in out.glob("shards/*/*.tar"))
+        print(f"{codec:6s} local build {stats['frames_read'] / secs:7.1f} frames/s   shards {shards / 2**20:8.1f} MiB"
+              f"   stages {stats['seconds_per_stage']}")
+    tario.NPZ_LEVEL = default_level
+
+
 def detection_only(capture: Path, threads: int) -> tuple[int, float]:
     """Our scene detection alone, as the splitter does it: reduced decode (read ahead by
     ``threads`` threads, in order) + ContentDetector on the 128-px frames."""
@@ -137,6 +159,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=352)
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--codecs", nargs="*", default=None, metavar="CODEC",
+                    help="only compare local builds with these depth codecs (npy, npz, npz1...npz9: zlib level)")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="dav-bench-"))
     caps_root = work / "captures"
@@ -145,6 +169,9 @@ def main() -> None:
             write_capture(caps_root / f"cap{i:02d}", args.frames, args.width, args.height, seed=i)
     captures = sorted(caps_root.iterdir())
     ncpu = os.cpu_count() or 1
+    if args.codecs:
+        compare_codecs(caps_root, work, args.codecs)
+        return
     print(f"machine: {platform.processor() or platform.machine()}, {ncpu} cores, python {platform.python_version()}")
     print(f"input: {len(captures)} captures x {args.frames} frames at {args.width}x{args.height}")
     results = {}

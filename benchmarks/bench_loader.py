@@ -7,6 +7,7 @@ per second exceed the trainer's steps per second (x grad_accum).
 
     .venv/bin/python benchmarks/bench_loader.py                 # builds the demo dataset first
     .venv/bin/python benchmarks/bench_loader.py --dataset demo-out/dataset --batches 60
+    .venv/bin/python benchmarks/bench_loader.py --captures WORK/captures --depth-codec npy   # bench_build's captures
 """
 
 from __future__ import annotations
@@ -26,14 +27,21 @@ from dav_builder.model.data import MicroBatches, kept_clips, loader, split_train
 from dav_builder.model.sampler import BucketBatchPlan
 
 
-def demo_dataset(root: Path) -> Path:
+def demo_dataset(root: Path, codec: str = "npz", captures: Path | None = None) -> Path:
+    """The demo dataset, or a dataset of ``captures`` with every clip kept (model-free checks
+    off: the benchmark's own captures, e.g. bench_build.py's, need not pass them)."""
+    from dav_builder.filters.stage import CHECKS
     from dav_builder.pipeline.build import build_dataset
     from dav_builder.pipeline.config import load_config
     from dav_builder.render.engine import RenderConfig, render_captures
 
-    render_captures(root / "captures", RenderConfig(scenes=3, frames=96, seed=0), progress=False)
-    build_dataset([root / "captures"], root / "dataset", load_config(overrides={"run": {"executor": "local"}}),
-                  progress=False, say=lambda s: None)
+    over: dict = {"run": {"executor": "local"}, "shards": {"depth_codec": codec}}
+    if captures is None:
+        captures = root / "captures"
+        render_captures(captures, RenderConfig(scenes=3, frames=96, seed=0), progress=False)
+    else:
+        over["scoring"] = {name: {"enabled": False} for name in CHECKS}
+    build_dataset([captures], root / "dataset", load_config(overrides=over), progress=False, say=lambda s: None)
     return root / "dataset"
 
 
@@ -54,12 +62,15 @@ def loader_rate(dataset: Path, cfg, workers: int, batches: int, multiple: int) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", type=Path, default=None)
+    ap.add_argument("--captures", type=Path, default=None,
+                    help="build the dataset from these captures (all clips kept) instead of the demo")
+    ap.add_argument("--depth-codec", default="npz", choices=["npz", "npy"], help="codec of the dataset built here")
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--scale", type=float, default=None, help="train.scale (default: the tiny preset's)")
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
-    dataset = args.dataset or demo_dataset(Path(tmp.name))
+    dataset = args.dataset or demo_dataset(Path(tmp.name), args.depth_codec, args.captures)
     over = {"train": {"max_steps": args.steps, "num_workers": 1, "val_every": 0, "checkpoint_every": 10**6}}
     if args.scale is not None:
         over["train"]["scale"] = args.scale

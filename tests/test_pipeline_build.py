@@ -77,6 +77,11 @@ def test_build_writes_the_format(captures, tmp_path):
     assert stats["clips_cut"] == len(rows) and stats["clips_written"] == len(written)
     assert stats["captures"] == 4 and stats["captures_failed"] == 1
     assert result.stats["complete"] is True
+    # the dataset card and the kept lists follow the manifest
+    assert "configs:" in (out / "README.md").read_text()
+    for bucket in {r["bucket"] for r in written}:
+        kept = json.loads((out / "kept" / f"{bucket}.json").read_text())
+        assert sorted(kept["keys"]) == sorted(r["clip_id"] for r in written if r["bucket"] == bucket and r["keep"])
 
     # plain webdataset, with no code from this project, reads every written clip
     seen = {}
@@ -88,8 +93,12 @@ def test_build_writes_the_format(captures, tmp_path):
     s = seen[r["clip_id"]]
     meta = json.loads(s["json"])
     assert meta["frame_indices"] == r["frame_indices"] and len(meta["K"]) == r["num_frames"]
-    d = npy_to_depth(s["depth.0000.npy"])
+    # depth is the default lossless codec, which webdataset's own decoder reads (an .npz)
+    assert meta["depth_codec"] == "npz" and stats["depth_codec"] == "npz"
+    assert "depth.0000.npy" not in s
+    d = wds.autodecode.npz_loads(s["depth.0000.npz"])["depth"]
     assert d.dtype == np.float16 and d.shape == (48, 64)
+    np.testing.assert_array_equal(npy_to_depth(s["depth.0000.npz"]), d)
     # depth encoded in the reading threads is the capture's planar metres, as float16
     from dav_builder.capture.dav import DavCapture
 
@@ -201,3 +210,14 @@ def test_depth_is_encoded_while_reading_only_when_buckets_keep_the_size():
     assert not read_plan(load_config(overrides={"buckets": {"mode": "resize", "sizes": [[64, 96]]}})).encode_depth
     off = {"scoring": {"lag_pairs": 0}}
     assert read_plan(load_config()).fine_side == 256 and read_plan(load_config(overrides=off)).fine_side == 0
+
+
+def test_rebuild_gives_byte_identical_shards_card_and_lists(captures, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        build_dataset([captures / "engine"], out, cfg(), progress=False, say=lambda s: None)
+    paths = sorted(p.relative_to(a).as_posix() for p in a.rglob("*")
+                   if p.is_file() and (p.suffix == ".tar" or p.name == "README.md" or p.parent.name == "kept"))
+    assert any(p.endswith(".tar") for p in paths) and "README.md" in paths
+    for rel in paths:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from dav_builder.clip import failed_checks_of
 from dav_builder.filters.config import ScoringConfig
 from dav_builder.filters.stage import CHECKS, SCORE_NAMES, failures
+from dav_builder.shards.card import write_dataset_card
 from dav_builder.shards.manifest import read_manifest, write_manifest
 from dav_builder.shards.tario import iter_tar_samples
 from dav_builder.shards.writer import BucketShardWriter, ShardLimits, atomic_write_json
@@ -82,7 +83,7 @@ def apply_thresholds(src: Path, dst: Path, cfg: ScoringConfig, limits: ShardLimi
     bar.close()
     for w in writers.values():
         w.close()
-    write_manifest(dst, new_rows)
+    table = write_manifest(dst, new_rows)
     dropped = Counter((r["reason"] or "").split(":", 1)[0] for r in new_rows if not r["keep"] and r["bucket"])
     stats = {
         "format": "dav-dataset/1",
@@ -95,5 +96,8 @@ def apply_thresholds(src: Path, dst: Path, cfg: ScoringConfig, limits: ShardLimi
         "seconds": round(time.perf_counter() - t0, 3),
         "complete": True,
     }
+    src_stats = src / "stats.json"
+    stats["depth_codec"] = json.loads(src_stats.read_text()).get("depth_codec", "npy") if src_stats.is_file() else "npy"
+    write_dataset_card(dst, table, stats)  # members are copied: the codec is the source's
     atomic_write_json(dst / "stats.json", stats)
     return stats

@@ -1,4 +1,12 @@
-"""The scoring models: a depth model (any callable, or a dav-train checkpoint) and open_clip.
+"""The scoring models: a depth model and open_clip.
+
+A depth model (``scoring.depth.path``) is any of:
+
+- a dav-train run or export, or the released Depth Any Video folder (``vae/``, ``scheduler/``,
+  ``unet/``, ``unet_interp/``), run by :class:`dav_builder.model.predictor.VideoDepthPredictor`;
+- a local Hugging Face ``transformers`` depth-estimation folder (Depth Anything V2, DPT, ZoeDepth...),
+  recognised by its ``config.json`` (an ``...ForDepthEstimation`` architecture): no code needed;
+- ``module:callable`` for anything else.
 
 Nothing here downloads: weights come from a local path or the local Hugging Face cache, and
 :func:`check_depth_model` / :func:`check_clip` say exactly what to provide when they are missing.
@@ -38,6 +46,29 @@ def resolve_device(device: str) -> str:
     return device
 
 
+HF_DISPARITY_TYPES = {"dpt", "depth_anything"}
+"""transformers depth models whose output is relative inverse depth (used as it is); the others (and
+Depth Anything's ``metric`` variants) predict depth, which is inverted."""
+
+
+def hf_depth_config(path: str | Path) -> dict | None:
+    """The ``config.json`` of a local transformers depth-estimation folder, or None."""
+    import json
+
+    p = Path(path) / "config.json"
+    if not p.is_file():
+        return None
+    try:
+        cfg = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict) or "_class_name" in cfg:  # a diffusers folder
+        return None
+    if any(str(a).endswith("ForDepthEstimation") for a in cfg.get("architectures") or []):
+        return cfg
+    return None
+
+
 def check_depth_model(path: str) -> None:
     """Raise ModelUnavailableError when ``path`` names no loadable depth model."""
     if ":" in path and not Path(path).exists():
@@ -53,9 +84,13 @@ def check_depth_model(path: str) -> None:
     if not p.exists():
         raise ModelUnavailableError(
             f"depth model {path!r} not found: give scoring.depth.path as a dav-train run directory "
-            "(RUN_DIR or RUN_DIR/final), or 'module:callable' for another depth model, or remove it to turn "
-            "the depth score off"
+            "(RUN_DIR or RUN_DIR/final), the released Depth Any Video folder, a transformers depth-estimation "
+            "folder, or 'module:callable' for another depth model, or remove it to turn the depth score off"
         )
+    if p.is_dir() and (p / "config.json").is_file() and hf_depth_config(p) is None and not (p / "unet").is_dir():
+        raise ModelUnavailableError(
+            f"scoring.depth.path {path!r}: its config.json is not a transformers depth-estimation model "
+            "(no ...ForDepthEstimation architecture)")
 
 
 def load_depth_model(path: str, steps: int = 1, device: str = "auto") -> Callable[[np.ndarray], np.ndarray]:
@@ -66,11 +101,16 @@ def load_depth_model(path: str, steps: int = 1, device: str = "auto") -> Callabl
         obj = getattr(importlib.import_module(module), attr)
         model = obj() if isinstance(obj, type) or getattr(obj, "__dav_factory__", False) else obj
         return model
+    if hf_depth_config(path) is not None:
+        return HFDepthModel(path, device=resolve_device(device))
     try:
         from dav_builder.model.predictor import VideoDepthPredictor
     except ImportError as exc:  # pragma: no cover - the model package is part of the project
         raise ModelUnavailableError(f"cannot load dav-train models: {exc}") from None
-    predictor = VideoDepthPredictor.from_pretrained(path, device=resolve_device(device), steps=steps)
+    try:
+        predictor = VideoDepthPredictor.from_pretrained(path, device=resolve_device(device), steps=steps)
+    except (FileNotFoundError, ValueError) as exc:  # an incomplete run, or a folder in another layout
+        raise ModelUnavailableError(f"scoring.depth.path {path!r}: {exc}") from None
     return _WithPositions(predictor)
 
 
@@ -84,6 +124,45 @@ class _WithPositions:
 
     def __call__(self, rgb: np.ndarray, frame_indices: list[int] | None = None) -> np.ndarray:
         return self.predictor(rgb, frame_indices)
+
+
+class HFDepthModel:
+    """A transformers depth-estimation model from a local folder, frame by frame, as disparity at the input size."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", batch: int = 8):
+        import torch
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+        self.path, self.device, self.batch, self.torch = Path(path), device, batch, torch
+        try:
+            self.processor = AutoImageProcessor.from_pretrained(self.path)
+            self.model = AutoModelForDepthEstimation.from_pretrained(self.path).to(device).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailableError(f"scoring.depth.path {str(path)!r}: cannot load the transformers depth "
+                                        f"model (it needs config.json, the weights and preprocessor_config.json): "
+                                        f"{exc}") from None
+        cfg = self.model.config
+        self.inverse = not (cfg.model_type in HF_DISPARITY_TYPES
+                            and getattr(cfg, "depth_estimation_type", "relative") != "metric")
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 4 or rgb.shape[-1] != 3:
+            raise ValueError(f"expected RGB frames (N, H, W, 3), got {rgb.shape}")
+        h, w = rgb.shape[1:3]
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(rgb), self.batch):
+                inputs = self.processor(images=list(rgb[i : i + self.batch]), return_tensors="pt").to(self.device)
+                pred = self.model(**inputs).predicted_depth
+                pred = torch.nn.functional.interpolate(pred[:, None].float(), size=(h, w), mode="bilinear",
+                                                       align_corners=False)[:, 0]
+                out.append(pred.cpu().numpy())
+        disp = np.concatenate(out).astype(np.float32)
+        if self.inverse:
+            disp = 1.0 / np.maximum(disp, 1e-6)
+        return disp
 
 
 # -- CLIP -----------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ Examples:
   # fine-tune Stable Video Diffusion (weights from a local folder or the Hugging Face cache), 4 GPUs
   torchrun --nproc-per-node 4 -m dav_builder.model.cli /data/dav-v1 --out runs/svd --preset svd
 \b
+  # fine-tune the released Depth Any Video weights (a local copy of hhyangcs/depth-any-video)
+  dav-train /data/dav-v1 --out runs/dav --config ft.yaml    (train: {init_from: /models/depth-any-video})
+\b
   # the keyframe interpolation model for long videos, from a trained video run
   dav-train /data/dav-v1 --out runs/interp --config interp.yaml    (model: {task: interp}, train: {init_from: runs/svd})
 \b

@@ -35,7 +35,12 @@ class ModelConfig:
     num_inference_steps: int = 3
     """Euler steps at inference (1 to 3 work)."""
     window: int = 16
-    """Frames per model call in long-video inference."""
+    """Frames per model call in long-video inference (the video model's; an interpolator has its own,
+    the length of the consecutive-frame windows it was trained on: 18 for the released one)."""
+    velocity: str = "noise_minus_data"
+    """What the UNet predicts: ``noise_minus_data`` (diffusers' flow-matching scheduler and the released
+    weights).  Models saved before this field existed predicted ``data_minus_noise`` and are converted
+    when loaded (see :mod:`dav_builder.model.flow`)."""
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -98,7 +103,14 @@ class TrainConfig:
     """DataLoader worker processes reading and decoding shards (0 = in the training process)."""
     seed: int = 0
     init_from: str | None = None
-    """``interp`` task: the video model (run directory or export) to fine-tune the interpolator from."""
+    """Weights to start from: a dav-train run or export, or the released Depth Any Video folder (``vae/``,
+    ``scheduler/``, ``unet/``, ``unet_interp/``).  ``video`` task: its video UNet and VAE (instead of
+    ``model.pretrained``); ``interp`` task (required): its ``unet_interp/`` when it has one, else the
+    interpolator is widened from its video UNet."""
+    frame_pixel_budget: int = 0
+    """When > 0, a bucket's batch size is ``budget // (frames x height x width)`` of its clips as trained
+    (after frame dropout, ``scale`` and the crop), at least 1, so every micro-batch costs about the same
+    memory; ``batch_sizes`` still overrides single buckets."""
     log_every: int = 1
     """Steps between lines of metrics.jsonl."""
 

@@ -5,9 +5,11 @@
 - Shards are not streamed: each worker indexes a tar once (member name -> byte offset and size,
   from the tar headers only) and then reads just the members of the frames it needs with
   ``os.pread``.  A clip of 32 frames trained with 8 sampled frames decodes 8 images, not 32.
-- Batch ``i`` of the run is a pure function of (seed, i) (see :mod:`.sampler`), frame dropout
-  included, so resuming at step ``s`` continues exactly and any number of DataLoader workers give
-  the same batches.
+- Batch ``i`` of the run is a pure function of (seed, rank, i) (see :mod:`.sampler`), frame dropout
+  included (salted by the rank, so ranks drop different frames), so resuming at step ``s`` continues
+  exactly and any number of DataLoader workers give the same batches.
+- The interpolation model is trained on windows of consecutive frames (``contiguous``): the stride
+  it is used at.
 - Frames are resized by ``train.scale`` (depth with nearest neighbour, so invalid pixels never
   blend into valid ones) and centre-cropped to a multiple of the model's stride.
 """
@@ -27,7 +29,7 @@ import torch
 from dav_builder.model.normalize import normalize_depth
 from dav_builder.model.sampler import Batch, BucketBatchPlan, ClipRef
 from dav_builder.shards.manifest import read_manifest
-from dav_builder.shards.tario import decode_rgb_member, frame_member, npy_to_depth, split_member_name
+from dav_builder.shards.tario import decode_depth, decode_rgb_member, frame_member, split_member_name
 
 
 class DatasetError(ValueError):
@@ -153,19 +155,24 @@ class ClipReader:
             if image is None:
                 raise DatasetError(f"{shard.path}: clip {ref.clip_id} frame {f}: RGB cannot be decoded")
             rgb.append(image)
-            depth.append(npy_to_depth(shard.frame(ref.clip_id, "depth", f)).astype(np.float32))
+            depth.append(decode_depth(shard.frame(ref.clip_id, "depth", f)).astype(np.float32))  # npz or npy
         idx = meta.get("frame_indices") or list(range(ref.num_frames))
         return ClipFrames(np.stack(rgb), np.stack(depth), [int(idx[f]) for f in frames], meta)
 
 
-def choose_frames(num_frames: int, sample_frames: int, max_stride: int, rng: np.random.Generator) -> list[int]:
+def choose_frames(num_frames: int, sample_frames: int, max_stride: int, rng: np.random.Generator,
+                  contiguous: bool = False) -> list[int]:
     """Frame dropout: ``sample_frames`` sorted positions of a clip (all of them when it is shorter).
 
     With ``max_stride`` > 0 the positions lie in a random window of ``sample_frames * max_stride``
-    frames, so the gaps between kept frames stay bounded.
+    frames, so the gaps between kept frames stay bounded.  ``contiguous``: ``sample_frames``
+    consecutive frames from a random start (no dropout).
     """
     if sample_frames <= 0 or num_frames <= sample_frames:
         return list(range(num_frames))
+    if contiguous:
+        lo = int(rng.integers(0, num_frames - sample_frames + 1))
+        return list(range(lo, lo + sample_frames))
     lo, span = 0, num_frames
     if max_stride > 0:
         span = min(num_frames, sample_frames * max_stride)
@@ -222,10 +229,10 @@ class MicroBatches(torch.utils.data.Dataset):
     """Micro-batch ``i`` of the run: a :class:`TrainBatch` (use with ``batch_size=None``)."""
 
     def __init__(self, dataset: Path, plan: BucketBatchPlan, sample_frames: int, max_stride: int, scale: float,
-                 multiple: int, seed: int, length: int):
+                 multiple: int, seed: int, length: int, rank: int = 0, contiguous: bool = False):
         self.dataset, self.plan = Path(dataset), plan
         self.sample_frames, self.max_stride, self.scale, self.multiple = sample_frames, max_stride, scale, multiple
-        self.seed, self.length = seed, length
+        self.seed, self.length, self.rank, self.contiguous = seed, length, rank, contiguous
         self._reader: ClipReader | None = None
 
     def __len__(self) -> int:
@@ -240,8 +247,9 @@ class MicroBatches(torch.utils.data.Dataset):
         batch = self.plan.batch(index)
         items = []
         for j, ref in enumerate(batch.clips):
-            rng = np.random.default_rng([self.seed, index, j])
-            frames = self._reader.read(ref, choose_frames(ref.num_frames, self.sample_frames, self.max_stride, rng))
+            rng = np.random.default_rng([self.seed, self.rank, index, j])
+            chosen = choose_frames(ref.num_frames, self.sample_frames, self.max_stride, rng, self.contiguous)
+            frames = self._reader.read(ref, chosen)
             rgb, depth = prepare(frames, self.scale, self.multiple)
             items.append((rgb, depth, frames.frame_indices))
         return collate(items, batch.bucket, [c.clip_id for c in batch.clips], index)

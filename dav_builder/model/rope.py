@@ -1,8 +1,8 @@
 """Rotary position embedding in SVD's temporal attention, fed with the frames' true indices.
 
 SVD's temporal transformer adds a learned embedding of ``arange(num_frames)`` to its input, so
-it only knows a frame's rank in the batch.  We replace it (its output layer is zeroed and
-frozen) with RoPE on the temporal self-attention's queries and keys, rotated by each frame's
+it only knows a frame's rank in the batch.  We replace it (its weights are zeroed and frozen by
+:func:`dav_builder.model.layout.silence_removed_modules`; the paper's class has no such module) with RoPE on the temporal self-attention's queries and keys, rotated by each frame's
 *original* index (``frame_indices`` from the shard), so frame dropout keeps true time gaps and
 keyframes far apart keep their distance.  Keys of the temporal cross-attention are not rotated
 (they come from the zero context).
@@ -83,20 +83,17 @@ class RopeTemporalAttnProcessor:
 
 
 def install_rope(unet: nn.Module, ctx: RopeContext, theta: float) -> int:
-    """Put RoPE into every temporal self-attention of an SVD UNet and silence its frame embedding.
+    """Put RoPE into every temporal self-attention of an SVD UNet.
 
-    Returns the number of attention layers changed.
+    Returns the number of attention layers changed.  (The temporal cross-attention is left as it is:
+    its single key comes from the zero context, so rotating its query, as the paper's code does,
+    cannot change its output.)
     """
     from diffusers.models.transformers.transformer_temporal import TransformerSpatioTemporalModel
 
     n = 0
     for module in unet.modules():
         if isinstance(module, TransformerSpatioTemporalModel):
-            lin = module.time_pos_embed.linear_2
-            nn.init.zeros_(lin.weight)
-            nn.init.zeros_(lin.bias)
-            for p in module.time_pos_embed.parameters():
-                p.requires_grad_(False)
             for block in module.temporal_transformer_blocks:
                 block.attn1.set_processor(RopeTemporalAttnProcessor(ctx, theta))
                 n += 1

@@ -1,11 +1,12 @@
 """The training loop of ``dav-train`` (video depth model, or the keyframe interpolation model).
 
 One optimizer step = ``grad_accum`` micro-batches, each from one bucket (video packing, no
-padding).  Micro-batch ``i`` and its flow-matching noise are functions of (seed, i) only, so a
-resumed run repeats exactly the losses an uninterrupted run logs (on CPU; CUDA kernels may differ
+padding).  Micro-batch ``i`` and its flow-matching noise are functions of (seed, rank, i) only, so
+a resumed run repeats exactly the losses an uninterrupted run logs (on CPU; CUDA kernels may differ
 in the last bits).  Multi-GPU: launch with ``torchrun --nproc-per-node N -m dav_builder.model.cli``
-(or ``torchrun $(which dav-train)``); each rank takes every N-th batch of the plan and the UNet is
-wrapped in DistributedDataParallel.
+(or ``torchrun $(which dav-train)``); at every micro-batch all ranks draw the same bucket, each its
+own batch of it (:mod:`.sampler`), and noise, noise levels and frame dropout are salted by the rank,
+so N ranks make N independent draws; the UNet is wrapped in DistributedDataParallel.
 """
 
 from __future__ import annotations
@@ -100,20 +101,45 @@ def lr_lambda(cfg) -> Callable[[int], float]:
 
 
 def build_model(cfg: RunConfig) -> DepthAnyVideo:
-    """The model to train: a fresh (or SVD-initialised) video model, or the interpolator from a video run."""
+    """The model to train: a fresh (or SVD-initialised) video model, a video model from ``train.init_from``
+    (a run, an export or the released folder), or the interpolator from ``train.init_from``."""
+    from dav_builder.model.predictor import resolve_model_dir
+
     if cfg.model.task == "interp":
         from dav_builder.model.interp import DepthInterpolator
-        from dav_builder.model.predictor import resolve_model_dir
 
-        video = DepthAnyVideo.from_pretrained(resolve_model_dir(cfg.train.init_from))
-        model = DepthInterpolator.from_video_model(video)
+        root = resolve_model_dir(cfg.train.init_from)
+        if (root / "unet_interp" / "config.json").is_file():
+            model = DepthInterpolator.from_pretrained(root, subfolder="unet_interp")
+        else:
+            model = DepthInterpolator.from_video_model(DepthAnyVideo.from_pretrained(root))
+        model.config.window = cfg.model.window
+        return model
+    if cfg.train.init_from:
+        model = DepthAnyVideo.from_pretrained(resolve_model_dir(cfg.train.init_from))
         model.config.window = cfg.model.window
         return model
     return DepthAnyVideo.build(cfg.model)
 
 
-def noise_generator(seed: int, index: int, salt: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + index * 7919 + salt) % (2**63))
+def noise_generator(seed: int, index: int, salt: int = 0, rank: int = 0) -> torch.Generator:
+    """The generator of micro-batch ``index``'s noise and noise levels on ``rank`` (``salt`` 1: validation)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + index * 7919 + salt + rank * 104_729) % (2**63))
+
+
+def batch_sizes_for(clips, tc, sample_frames: int, multiple: int) -> dict[str, int]:
+    """Per bucket: ``train.batch_sizes``, else from ``train.frame_pixel_budget`` (when set), else the default."""
+    from dav_builder.model.data import fit_size
+    from dav_builder.model.sampler import budget_batch_sizes
+
+    sizes: dict[str, int] = {}
+    if tc.frame_pixel_budget > 0:
+        sizes = budget_batch_sizes(
+            clips, tc.frame_pixel_budget,
+            frames_of=lambda n: min(n, sample_frames) if sample_frames > 0 else n,
+            size_of=lambda h, w: fit_size(h, w, tc.scale, multiple)[2:])
+    sizes.update(tc.batch_sizes)
+    return sizes
 
 
 def loss_of(model: torch.nn.Module, batch: TrainBatch, device: torch.device, interp: bool,
@@ -174,6 +200,9 @@ def train(dataset: Path, run: Path, cfg: RunConfig, resume: bool = False, progre
         raise TrainError(f"{run} already holds a run (checkpoint {ckpt.name}); pass --resume to continue it "
                          "or choose another --out")
     state = load_checkpoint(ckpt) if ckpt is not None else None
+    if state is not None and "velocity" not in state.get("config", {}).get("model", {"velocity": None}):
+        raise TrainError(f"{ckpt}: written by a version that predicted x - noise; this version trains noise - x "
+                         f"(docs/training.md); start a new run with train.init_from: {run / FINAL} (converted on load)")
     start = int(state["step"]) if state else 0
     if start >= tc.max_steps and (run / FINAL).is_dir():
         echo(f"{run}: already trained to step {start} (max_steps {tc.max_steps}); nothing to do")
@@ -214,14 +243,17 @@ def train(dataset: Path, run: Path, cfg: RunConfig, resume: bool = False, progre
 
     interp = cfg.model.task == "interp"
     multiple = model.spatial_multiple
-    plan = BucketBatchPlan(train_clips, tc.batch_sizes, tc.batch_size, tc.seed, dist.rank, dist.world)
-    micro = MicroBatches(dataset, plan, tc.sample_frames, tc.max_frame_stride, tc.scale, multiple, tc.seed,
-                         tc.max_steps * tc.grad_accum)
+    # the interpolator trains on windows of consecutive frames, the stride it is used at
+    sample_frames = cfg.model.window if interp else tc.sample_frames
+    batch_sizes = batch_sizes_for(train_clips + val_clips, tc, sample_frames, multiple)
+    plan = BucketBatchPlan(train_clips, batch_sizes, tc.batch_size, tc.seed, dist.rank, dist.world)
+    micro = MicroBatches(dataset, plan, sample_frames, tc.max_frame_stride, tc.scale, multiple, tc.seed,
+                         tc.max_steps * tc.grad_accum, rank=dist.rank, contiguous=interp)
     val_batches: list[TrainBatch] = []
     if val_clips and tc.val_batches > 0:
-        vplan = BucketBatchPlan(val_clips, tc.batch_sizes, tc.batch_size, tc.seed + 1)
-        vset = MicroBatches(dataset, vplan, tc.sample_frames, tc.max_frame_stride, tc.scale, multiple,
-                            tc.seed + 1, tc.val_batches)
+        vplan = BucketBatchPlan(val_clips, batch_sizes, tc.batch_size, tc.seed + 1)
+        vset = MicroBatches(dataset, vplan, sample_frames, tc.max_frame_stride, tc.scale, multiple,
+                            tc.seed + 1, tc.val_batches, contiguous=interp)
         val_batches = [vset[i] for i in range(tc.val_batches)]
 
     if dist.main:
@@ -265,14 +297,18 @@ def train(dataset: Path, run: Path, cfg: RunConfig, resume: bool = False, progre
                 sync = a == tc.grad_accum - 1 or dist.world == 1
                 ctx = contextlib.nullcontext() if sync else net.no_sync()
                 with ctx, _autocast(device, amp):
-                    loss = loss_of(net, batch, device, interp, noise_generator(tc.seed, batch.index))
+                    loss = loss_of(net, batch, device, interp, noise_generator(tc.seed, batch.index, rank=dist.rank))
                 scaler.scale(loss / tc.grad_accum).backward()
                 step_loss += float(loss.detach()) / tc.grad_accum
                 frames += batch.rgb.shape[0] * batch.rgb.shape[1]
-            if dist.world > 1:  # log the mean loss over ranks
+            sigma = [round(float(model.last_sigma[0]), 6)]  # the last micro-batch's first noise level
+            if dist.world > 1:  # log the mean loss over ranks, and every rank's noise level
                 t_loss = torch.tensor([step_loss], device=device)
                 torch.distributed.all_reduce(t_loss)
                 step_loss = float(t_loss) / dist.world
+                gathered = [torch.zeros(1, device=device) for _ in range(dist.world)]
+                torch.distributed.all_gather(gathered, model.last_sigma[:1].float().to(device))
+                sigma = [round(float(g), 6) for g in gathered]
             scaler.unscale_(opt)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.max_grad_norm if tc.max_grad_norm > 0 else float("inf"))
             scaler.step(opt)
@@ -292,7 +328,7 @@ def train(dataset: Path, run: Path, cfg: RunConfig, resume: bool = False, progre
                 val_loss = validate()
             if log is not None and (step % tc.log_every == 0 or validated):
                 rec = {"step": step, "loss": round(step_loss, 7), "lr": lr, "grad_norm": round(float(grad_norm), 6),
-                       "bucket": batch.bucket, "frames": frames, "data_s": round(data_s, 4),
+                       "bucket": batch.bucket, "frames": frames, "sigma": sigma, "data_s": round(data_s, 4),
                        "step_s": round(elapsed, 4)}
                 if validated and val_loss is not None:
                     rec["val_loss"] = round(val_loss, 7)
@@ -304,7 +340,7 @@ def train(dataset: Path, run: Path, cfg: RunConfig, resume: bool = False, progre
                           "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
                           "ema": ema.state_dict() if ema is not None else None, "rng": rng_state(),
                           "config": cfg.to_dict(), "world_size": dist.world}
-                    if not cfg.model.pretrained and cfg.model.task == "video":
+                    if not cfg.model.pretrained and not tc.init_from and cfg.model.task == "video":
                         ck["frozen"] = {k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("unet.")
                                         or k.startswith("unet.add_embedding.")}
                     save_checkpoint(run, step, ck, tc.keep_checkpoints)

@@ -6,8 +6,15 @@ plus the conditioning frame's latent), so pretrained weights are used as they ar
 different input width is widened with :func:`widen_conv_in`, whose new input channels start at
 zero so the pretrained behaviour is kept exactly.  The CLIP image embedding is a zero tensor
 ``(B, 1, cross_attention_dim)``, and SVD's added time ids (fps, motion bucket, noise
-augmentation) are removed: their embedding's output layer is zeroed and frozen, so it adds
-nothing and the UNet stays a stock diffusers class that loads and saves as usual.
+augmentation) and frame embedding are removed: every weight of those embeddings is zero and
+frozen (:func:`dav_builder.model.layout.silence_removed_modules`), so they add exactly nothing and
+the UNet stays a stock diffusers class, which with :mod:`.rope` is the paper's
+``UNetSpatioTemporalRopeConditionModel``.
+
+Folders: :meth:`DepthAnyVideo.from_pretrained` reads the released layout (``vae/``,
+``scheduler/``, ``unet/``, ``unet_interp/``; see :mod:`.layout`) with or without dav-train's
+``dav_model.json``, and :meth:`DepthAnyVideo.save_pretrained` writes that same layout, so
+``RUN/final`` and the released weights load the same way.
 """
 
 from __future__ import annotations
@@ -19,11 +26,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dav_builder.model import flow
+from dav_builder.model import flow, layout
 from dav_builder.model.config import ModelConfig
 from dav_builder.model.rope import RopeContext, install_rope
 
 MODEL_FILE = "dav_model.json"
+PRESET_SVD_REPO = "stabilityai/stable-video-diffusion-img2vid-xt"
+RELEASED_WINDOW = 32
+"""The released pipeline's frames per video-model call (``num_frames``)."""
+RELEASED_INTERP_WINDOW = 18
+"""The released interpolator's window: 16 frames between two keyframes (``num_interp_frames + 2``)."""
+DECODE_CHUNK = 16
 
 
 class PretrainedMissingError(FileNotFoundError):
@@ -56,13 +69,13 @@ def widen_conv_in(unet: nn.Module, in_channels: int, mode: str = "zero") -> None
     unet.register_to_config(in_channels=in_channels)
 
 
-def silence_added_time_ids(unet: nn.Module) -> None:
-    """Make SVD's added-time-id embedding contribute exactly zero, and freeze it."""
-    lin = unet.add_embedding.linear_2
-    nn.init.zeros_(lin.weight)
-    nn.init.zeros_(lin.bias)
-    for p in unet.add_embedding.parameters():
-        p.requires_grad_(False)
+@torch.no_grad()
+def flip_velocity(unet: nn.Module) -> None:
+    """Negate the UNet's output (``conv_out``): converts a ``data_minus_noise`` model to ``noise_minus_data``
+    exactly (the last layer is linear)."""
+    unet.conv_out.weight.neg_()
+    if unet.conv_out.bias is not None:
+        unet.conv_out.bias.neg_()
 
 
 def tiny_unet(cfg: ModelConfig, in_channels: int):
@@ -114,9 +127,10 @@ def _resolve_pretrained(name: str) -> Path:
 
 
 class DepthAnyVideo(nn.Module):
-    """VAE (frozen) + UNet predicting the flow-matching velocity of the depth latent."""
+    """VAE (frozen) + UNet predicting the flow-matching velocity (noise - data) of the depth latent."""
 
     extra_in_channels = 0  # latent channels beyond [noisy depth, rgb]; the interpolator adds 8
+    released_subfolder = "unet"  # where the released layout keeps this model's UNet
 
     def __init__(self, vae: nn.Module, unet: nn.Module, config: ModelConfig):
         super().__init__()
@@ -125,7 +139,7 @@ class DepthAnyVideo(nn.Module):
         self.vae.eval()
         self.rope = RopeContext()
         install_rope(self.unet, self.rope, config.rope_theta)
-        silence_added_time_ids(self.unet)
+        layout.silence_removed_modules(self.unet)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -149,26 +163,65 @@ class DepthAnyVideo(nn.Module):
         return cls(vae, unet, cfg)
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Diffusers format: ``unet/`` and ``vae/`` (loadable by the diffusers classes) + our config."""
+        """The released layout: ``unet/`` (the paper's UNet class), ``vae/``, ``scheduler/``, + ``dav_model.json``."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        self.unet.save_pretrained(d / "unet")
+        layout.save_unet(self.unet, d / "unet")
         self.vae.save_pretrained(d / "vae")
+        layout.save_scheduler(d / "scheduler", self.config.flow_shift)
         cfg = dataclasses.asdict(self.config)
         (d / MODEL_FILE).write_text(json.dumps({"class": type(self).__name__, "config": cfg}, indent=1))
         return d
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "DepthAnyVideo":
-        from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    def released_config(cls, d: Path, unet_dir: Path) -> ModelConfig:
+        """A ModelConfig describing a released folder (no ``dav_model.json``): read from its configs."""
+        u = json.loads((unet_dir / "config.json").read_text())
+        v = json.loads((d / "vae" / "config.json").read_text())
+        heads = u.get("num_attention_heads", [])
+        interp = cls.extra_in_channels > 0
+        return ModelConfig(
+            preset="released", pretrained=str(d), task="interp" if interp else "video",
+            block_out_channels=list(u["block_out_channels"]),
+            attention_heads=list(heads) if isinstance(heads, (list, tuple)) else [heads] * len(u["block_out_channels"]),
+            cross_attention_dim=int(u["cross_attention_dim"]), layers_per_block=int(u.get("layers_per_block", 2)),
+            vae_channels=list(v.get("block_out_channels", [])), latent_channels=int(v.get("latent_channels", 4)),
+            flow_shift=layout.scheduler_shift(d / "scheduler"), num_inference_steps=3,
+            window=RELEASED_INTERP_WINDOW if interp else RELEASED_WINDOW)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, subfolder: str | None = None) -> "DepthAnyVideo":
+        """A dav-train export (``RUN/final``) or the released folder, with RoPE: the model as trained.
+
+        ``subfolder`` picks the UNet (default ``unet``; the interpolator reads ``unet_interp`` of the
+        released folder and ``unet`` of its own runs).
+        """
+        from diffusers import AutoencoderKLTemporalDecoder
 
         d = Path(directory)
-        if not (d / MODEL_FILE).is_file():
-            raise FileNotFoundError(f"{d}: no {MODEL_FILE}; is this a model saved by dav-train?")
-        meta = json.loads((d / MODEL_FILE).read_text())
-        cfg = ModelConfig.from_dict(meta["config"])
+        meta_path = d / MODEL_FILE
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            raw = dict(meta["config"])
+            raw.setdefault("velocity", "data_minus_noise")  # saved before the convention was recorded
+            cfg = ModelConfig.from_dict(raw)
+            unet_dir = d / (subfolder or "unet")
+        elif layout.is_released_layout(d):
+            unet_dir = d / (subfolder or cls.released_subfolder)
+            if not (unet_dir / "config.json").is_file():
+                raise FileNotFoundError(f"{d}: no {unet_dir.name}/ (a released Depth Any Video folder has unet/ and "
+                                        "unet_interp/)")
+            cfg = cls.released_config(d, unet_dir)
+        else:
+            raise FileNotFoundError(f"{d}: neither a dav-train model ({MODEL_FILE}) nor the released Depth Any Video "
+                                    "layout (vae/, scheduler/, unet/ with their config files)")
         vae = AutoencoderKLTemporalDecoder.from_pretrained(d / "vae")
-        unet = UNetSpatioTemporalConditionModel.from_pretrained(d / "unet")
+        unet = layout.load_unet(unet_dir)
+        if cfg.velocity == "data_minus_noise":
+            flip_velocity(unet)
+            cfg = dataclasses.replace(cfg, velocity=flow.VELOCITY)
+        elif cfg.velocity != flow.VELOCITY:
+            raise ValueError(f"{meta_path}: unknown velocity convention {cfg.velocity!r}")
         return cls(vae, unet, cfg)
 
     @property
@@ -201,11 +254,19 @@ class DepthAnyVideo(nn.Module):
         return z.unflatten(0, (b, t))
 
     @torch.no_grad()
-    def decode_depth(self, z: torch.Tensor) -> torch.Tensor:
-        """Depth latents (B, T, C, h, w) -> (B, T, H, W), channel mean of the decoded image."""
+    def decode_depth(self, z: torch.Tensor, chunk: int = DECODE_CHUNK) -> torch.Tensor:
+        """Depth latents (B, T, C, h, w) -> (B, T, H, W), channel mean of the decoded image.
+
+        The temporal decoder runs on ``chunk`` frames at a time (of the flattened batch, as the
+        paper's pipeline does), so memory does not grow with the video.
+        """
         b, t = z.shape[:2]
-        img = self.vae.decode(z.flatten(0, 1) / self.scaling_factor, num_frames=t).sample
-        return img.float().mean(dim=1).unflatten(0, (b, t))
+        flat = z.flatten(0, 1) / self.scaling_factor
+        parts = []
+        for i in range(0, flat.shape[0], chunk):
+            part = flat[i : i + chunk].to(self.vae.dtype)
+            parts.append(self.vae.decode(part, num_frames=part.shape[0]).sample.float())
+        return torch.cat(parts).mean(dim=1).unflatten(0, (b, t))
 
     def encode_depth(self, depth: torch.Tensor) -> torch.Tensor:
         """Normalised depth (B, T, H, W) in [-1, 1], replicated to 3 channels and encoded."""
@@ -213,14 +274,17 @@ class DepthAnyVideo(nn.Module):
 
     # -- the network ----------------------------------------------------------------------
 
-    def velocity(self, x_t: torch.Tensor, cond: torch.Tensor, t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """UNet velocity for noisy depth latents ``x_t`` and conditioning latents ``cond`` (B, T, *, h, w)."""
+    def velocity(self, x_t: torch.Tensor, cond: torch.Tensor, timestep: torch.Tensor,
+                 positions: torch.Tensor | None) -> torch.Tensor:
+        """UNet velocity (noise - data) for noisy depth latents ``x_t`` and conditioning latents ``cond``
+        (B, T, *, h, w) at UNet timestep ``timestep`` (sigma x 1000, shape (B,)); ``positions`` (B, T) are
+        the frames' RoPE positions (None: 0, 1, 2...)."""
         b = x_t.shape[0]
         sample = torch.cat([x_t, cond], dim=2)
         ctx = torch.zeros(b, 1, self.unet.config.cross_attention_dim, device=x_t.device, dtype=sample.dtype)
         time_ids = torch.zeros(b, 3, device=x_t.device, dtype=sample.dtype)  # embedded to exactly zero
-        with self.rope(positions.to(x_t.device)):
-            return self.unet(sample, flow.timestep_input(t).to(sample.dtype), ctx, time_ids).sample
+        with self.rope(positions.to(x_t.device) if positions is not None else None):
+            return self.unet(sample, timestep.to(x_t.device), ctx, time_ids).sample
 
     def training_loss(self, rgb: torch.Tensor, depth: torch.Tensor, frame_indices: torch.Tensor,
                       generator: torch.Generator | None = None) -> torch.Tensor:
@@ -233,27 +297,40 @@ class DepthAnyVideo(nn.Module):
                    generator: torch.Generator | None) -> torch.Tensor:
         gen_device = generator.device if generator is not None else x.device
         noise = torch.randn(x.shape, generator=generator, device=gen_device).to(x.device, x.dtype)
-        t = flow.sample_t(x.shape[0], self.config.flow_shift, generator, device=gen_device).to(x.device)
-        x_t = flow.interpolate(x, noise, t)
-        pred = self.velocity(x_t, cond, t, positions)
+        sigma = flow.sample_sigma(x.shape[0], self.config.flow_shift, generator, device=gen_device).to(x.device)
+        self.last_sigma = sigma.detach()
+        x_t = flow.interpolate(x, noise, sigma)
+        pred = self.velocity(x_t, cond, flow.timestep_input(sigma).to(x_t.dtype), positions)
         return torch.nn.functional.mse_loss(pred.float(), flow.velocity_target(x, noise).float())
 
     @torch.no_grad()
-    def _sample(self, cond: torch.Tensor, positions: torch.Tensor, steps: int | None,
-                generator: torch.Generator | None) -> torch.Tensor:
-        b, t, _, h, w = cond.shape
-        shape = (b, t, self.config.latent_channels, h, w)
+    def sample_latents(self, cond: torch.Tensor, positions: torch.Tensor | None, steps: int | None,
+                       generator: torch.Generator | None, like: torch.Tensor | None = None) -> torch.Tensor:
+        """Depth latents (B, T, C, h, w) from noise drawn with ``generator``, given the conditioning latents.
+
+        The noise has the shape and memory layout of ``like`` (the RGB latent; default ``cond``) and is
+        drawn in that layout's order, as ``torch.randn_like`` of the RGB latent does in the paper's
+        pipeline, so the same seed gives the same noise.
+        """
+        like = cond if like is None else like
         gen_device = generator.device if generator is not None else cond.device
-        noise = torch.randn(shape, generator=generator, device=gen_device).to(cond.device, cond.dtype)
+        if gen_device == like.device:
+            noise = torch.empty_like(like, dtype=cond.dtype).normal_(generator=generator)
+        else:
+            noise = torch.randn(like.shape, generator=generator, device=gen_device).to(cond.device, cond.dtype)
         steps = steps or self.config.num_inference_steps
-        z = flow.euler_sample(lambda x, tt: self.velocity(x, cond, tt, positions), noise, steps, self.config.flow_shift)
-        return self.decode_depth(z).clamp(-1, 1)
+        return flow.euler_sample(lambda x, ts: self.velocity(x, cond, ts, positions), noise, steps,
+                                 self.config.flow_shift)
 
     @torch.no_grad()
-    def predict(self, rgb: torch.Tensor, frame_indices: torch.Tensor, steps: int | None = None,
+    def _sample(self, cond: torch.Tensor, positions: torch.Tensor | None, steps: int | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+        return self.decode_depth(self.sample_latents(cond, positions, steps, generator)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def predict(self, rgb: torch.Tensor, frame_indices: torch.Tensor | None, steps: int | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Normalised disparity (B, T, H, W) in [-1, 1] for RGB (B, T, 3, H, W) in [-1, 1]."""
         return self._sample(self.encode(rgb), frame_indices, steps, generator)
 
 
-PRESET_SVD_REPO = "stabilityai/stable-video-diffusion-img2vid-xt"

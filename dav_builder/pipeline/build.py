@@ -110,6 +110,11 @@ def build_dataset(
         if item.summary is not None:
             frames_this_run += item.summary.frames_read
             bar.update(1)
+            s = item.summary
+            if s.error:
+                log.warning(f"{s.capture}: not read: {s.error}")
+            else:
+                log.debug(f"{s.capture}: {s.frames_read} frames read, {len(s.clip_ids)} clips cut")
 
     skip = sink.done_clip_ids()
     try:

@@ -100,6 +100,9 @@ class ShardsConfig:
     """A shard is closed once it holds this many megabytes."""
     fsync: bool = False
     """fsync shards and resume records: survive a power loss too, not only a killed build (slower)."""
+    depth_codec: str = "npz"
+    """Depth members: ``npz`` (lossless deflated float16, the default; see docs/dataset-format.md)
+    or ``npy`` (uncompressed float16, as the first datasets stored it)."""
 
 
 @dataclass
@@ -146,6 +149,8 @@ class BuildConfig:
                 raise ConfigError(f"buckets.sizes entries are [height, width], got {hw}")
         if self.split.detector not in ("content", "adaptive", "hash", "none"):
             raise ConfigError(f"split.detector must be content, adaptive, hash or none, got {self.split.detector!r}")
+        if self.shards.depth_codec not in ("npz", "npy"):
+            raise ConfigError(f"shards.depth_codec must be npz or npy, got {self.shards.depth_codec!r}")
         if self.run.executor not in ("ray", "local"):
             raise ConfigError(f"run.executor must be ray or local, got {self.run.executor!r}")
         return self

@@ -126,7 +126,7 @@ def run_ray(
     ctx.enable_progress_bars = False  # the driver shows its own bars
     ctx.print_on_execution_start = False
     ctx.execution_options.preserve_order = False
-    ctx.target_max_block_size = 16 << 20  # emit clips as they are cut instead of one block per capture
+    ctx.target_max_block_size = 1 << 20  # emit clips as they are cut (a clip or two per block), so progress shows as it happens
     ds = ray.data.from_items([{"ref": pickle.dumps(r)} for r in refs], override_num_blocks=max(1, len(refs)))
     ds = ds.map_batches(
         _split_capture,

@@ -24,6 +24,7 @@ from dav_builder.clip import Clip
 from dav_builder.pipeline.config import BuildConfig
 from dav_builder.pipeline.splitter import CaptureSummary
 from dav_builder.pipeline.stages import Item
+from dav_builder.shards.card import write_dataset_card
 from dav_builder.shards.manifest import clip_row, write_manifest
 from dav_builder.shards.writer import (
     STATE_DIR,
@@ -155,6 +156,7 @@ class DatasetSink:
         table = write_manifest(self.dataset, rows)
         stats = self._stats(rows, inputs, wall_seconds, frames_this_run)
         stats["manifest_rows"] = table.num_rows
+        write_dataset_card(self.dataset, table, stats)  # README.md and kept/<bucket>.json, before stats marks it complete
         atomic_write_json(self.dataset / STATS, stats)
         return stats
 
@@ -176,6 +178,7 @@ class DatasetSink:
         frames_read = sum(s["frames_read"] for s in summaries)
         return {
             "format": "dav-dataset/1",
+            "depth_codec": self.cfg.shards.depth_codec,
             "inputs": inputs,
             "config_fingerprint": self.cfg.fingerprint(),
             "captures": len(summaries),

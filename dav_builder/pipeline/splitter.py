@@ -31,7 +31,7 @@ from dav_builder.clip import Clip, make_clip_id
 from dav_builder.pipeline import spans
 from dav_builder.pipeline.buckets import bucket_may_resize
 from dav_builder.pipeline.config import BuildConfig, SplitConfig
-from dav_builder.shards.tario import depth_to_npy
+from dav_builder.shards.tario import DEFAULT_DEPTH_CODEC, encode_depth
 
 
 @dataclass
@@ -89,6 +89,8 @@ class ReadPlan:
     """Longer side of the grey image kept for the finer checks (0: none)."""
     encode_depth: bool = False
     """Encode depth as its shard member in the reading thread (when nothing will resize it)."""
+    depth_codec: str = DEFAULT_DEPTH_CODEC
+    """The shard member's codec (``shards.depth_codec``)."""
 
 
 def _read(cap: Capture, info: FrameInfo, plan: ReadPlan) -> FrameData | FrameError:
@@ -97,7 +99,7 @@ def _read(cap: Capture, info: FrameInfo, plan: ReadPlan) -> FrameData | FrameErr
     except FrameError as exc:
         return exc
     if plan.encode_depth:
-        frame.depth_npy = depth_to_npy(frame.depth)
+        frame.depth_npy = encode_depth(frame.depth, plan.depth_codec)
     return frame
 
 
@@ -149,7 +151,7 @@ def read_plan(cfg: BuildConfig) -> ReadPlan:
     """What to make of each frame while reading it, from the build's configuration."""
     sc = cfg.scoring
     return ReadPlan(small_side=cfg.split.small_side, fine_side=sc.pair_side if sc.uses_pair_frames() else 0,
-                    encode_depth=not bucket_may_resize(cfg.buckets.mode))
+                    encode_depth=not bucket_may_resize(cfg.buckets.mode), depth_codec=cfg.shards.depth_codec)
 
 
 class _Detector:

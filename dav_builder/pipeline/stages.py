@@ -84,6 +84,6 @@ class ClipProcessor:
                     t1 = time.perf_counter()
                     apply_bucket(it.clip, self.cfg.buckets.mode, sizes)
                     it.clip.rgb_small = it.clip.grey_fine = None  # only the scoring needs them: not shipped to the writer
-                    pack_depth(it.clip)  # encode depth here, in parallel workers, not in the writer
+                    pack_depth(it.clip, self.cfg.shards.depth_codec)  # encode depth here, in parallel workers, not in the writer
                     it.seconds["bucket"] = it.seconds.get("bucket", 0.0) + time.perf_counter() - t1
         return items

@@ -53,10 +53,13 @@ class PybulletBackend:
     """One renderer world in one process (pybullet ``DIRECT`` mode)."""
 
     def __init__(self, width: int, height: int, vfov_deg: float = 60.0, near: float = 0.1, far: float = 150.0):
-        import pybullet
+        from dav_builder.logs import quiet_fds
 
-        self.p = pybullet
-        self.client = pybullet.connect(pybullet.DIRECT)
+        with quiet_fds():  # pybullet's C code prints a "build time" banner on import
+            import pybullet
+
+            self.p = pybullet
+            self.client = pybullet.connect(pybullet.DIRECT)
         self.width, self.height = width, height
         self.near, self.far = near, far
         self.vfov = None

@@ -1,4 +1,4 @@
-"""WebDataset shards and the Parquet manifest of a dav-build dataset (DATASET_FORMAT.md)."""
+"""WebDataset shards and the Parquet manifest of a dav-build dataset (docs/dataset-format.md)."""
 
 from dav_builder.shards.manifest import MANIFEST, clip_row, kept_shards, read_manifest, write_manifest
 from dav_builder.shards.tario import ClipSample, iter_tar_samples, npy_to_depth

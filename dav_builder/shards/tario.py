@@ -1,9 +1,22 @@
-"""Reading and writing WebDataset tar members: the byte-level layout of DATASET_FORMAT.md.
+"""Reading and writing WebDataset tar members: the byte-level layout of docs/dataset-format.md.
 
 A clip is stored as contiguous members ``<key>.json``, ``<key>.rgb.<i>.<ext>`` ... and
-``<key>.depth.<i>.npy`` ...; the key has no dots.  Plain :mod:`tarfile` is used on purpose: the
+``<key>.depth.<i>.<codec>`` ...; the key has no dots.  Plain :mod:`tarfile` is used on purpose: the
 output must be readable by any WebDataset client, and writing members ourselves keeps them
 deterministic (fixed mtime, owner and order) so a resumed build is byte-for-byte reproducible.
+
+Depth codecs (``shards.depth_codec``; named in each clip's json and in ``stats.json``):
+
+- ``npz`` (the default): one float16 array named ``depth`` in a deflate-compressed ``.npz``, one
+  member per frame.  Lossless (the same float16 values as ``npy``); webdataset's and Hugging Face
+  ``datasets``' default decoders read it (``sample["depth.0000.npz"]["depth"]``).  Written with
+  fixed zip metadata (timestamp 1980-01-01, mode 0644, Unix) so the same depth gives the same
+  bytes on every run, as the tar members do.  One member per frame rather than one per clip:
+  the trainer reads only the frames it samples (8 of 32) and decompresses only those.
+- ``npy``: the uncompressed float16 ``.npy`` of the first datasets; still read everywhere.
+
+A member's codec is recognised from its bytes (a zip starts ``PK``, a ``.npy`` ``\\x93NUMPY``),
+so encoded depth carries its codec with it from the worker to the writer.
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -26,53 +40,117 @@ def frame_tag(i: int) -> str:
     return f"{i:04d}"
 
 
-def depth_to_npy(depth: np.ndarray) -> bytes:
-    """Serialise one planar depth frame as the format stores it: a 2-D float16 ``.npy``.
+DEPTH_CODECS = ("npz", "npy")
+"""Depth member codecs, newest first; readers accept all of them."""
+DEFAULT_DEPTH_CODEC = "npz"
+NPZ_ARRAY = "depth"
+"""Name of the array inside a ``.npz`` depth member."""
+NPZ_LEVEL = 1
+"""zlib level of ``.npz`` depth: see docs/benchmarks.md (level 1 is faster to write but larger)."""
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
-    Values above float16's range (65504 m) would become inf; they are stored as 0 (invalid).
-    """
+
+def depth_float16(depth: np.ndarray) -> np.ndarray:
+    """Planar depth as stored: float16, non-finite, non-positive and out-of-range values
+    (above float16's 65504 m, which would become inf) set to 0 (invalid)."""
     d = np.asarray(depth, dtype=np.float32)
     d = np.where(np.isfinite(d) & (d > 0) & (d < 65504.0), d, np.float32(0.0))
     # OpenCV's conversion rounds exactly as numpy's astype(float16) (tested), about 10x faster
-    d = cv2.add(np.ascontiguousarray(d), 0.0, dtype=cv2.CV_16F) if d.ndim == 2 else d.astype(np.float16)
+    return cv2.add(np.ascontiguousarray(d), 0.0, dtype=cv2.CV_16F) if d.ndim == 2 else d.astype(np.float16)
+
+
+def depth_to_npy(depth: np.ndarray) -> bytes:
+    """Serialise one planar depth frame as a 2-D float16 ``.npy`` (the ``npy`` codec)."""
     buf = io.BytesIO()
-    np.save(buf, d, allow_pickle=False)
+    np.save(buf, depth_float16(depth), allow_pickle=False)
     return buf.getvalue()
 
 
-def npy_to_depth(data: bytes) -> np.ndarray:
-    """Parse a ``.npy`` member back to an array (kept float16)."""
+def depth_to_npz(depth: np.ndarray, level: int | None = None) -> bytes:
+    """Serialise one planar depth frame as the ``npz`` codec: the float16 ``.npy`` of
+    :func:`depth_to_npy`, deflated inside a zip as array ``depth``, with fixed zip metadata
+    (no clock, no host) so equal depth gives equal bytes."""
+    info = zipfile.ZipInfo(f"{NPZ_ARRAY}.npy", date_time=_ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.create_system = 3
+    info.external_attr = 0o644 << 16
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(info, depth_to_npy(depth), compress_type=zipfile.ZIP_DEFLATED,
+                    compresslevel=NPZ_LEVEL if level is None else level)
+    return buf.getvalue()
+
+
+def encode_depth(depth: np.ndarray, codec: str = DEFAULT_DEPTH_CODEC) -> bytes:
+    """One depth frame as a shard member of ``codec`` (``npz`` or ``npy``)."""
+    if codec == "npz":
+        return depth_to_npz(depth)
+    if codec == "npy":
+        return depth_to_npy(depth)
+    raise ValueError(f"depth codec {codec!r} is not one of {DEPTH_CODECS}")
+
+
+def depth_codec_of(data: bytes) -> str:
+    """The codec of an encoded depth member, from its first bytes."""
+    if data[:4] == b"PK\x03\x04":
+        return "npz"
+    if data[:6] == b"\x93NUMPY":
+        return "npy"
+    raise ValueError("depth member is neither .npy nor .npz")
+
+
+def decode_depth(data: bytes) -> np.ndarray:
+    """A depth member of any codec back to its array (kept float16), never unpickling."""
+    if depth_codec_of(data) == "npz":
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            if NPZ_ARRAY not in npz.files:
+                raise ValueError(f"depth .npz member has no array {NPZ_ARRAY!r} (has {npz.files})")
+            return npz[NPZ_ARRAY]
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def clip_members(clip: Clip) -> list[tuple[str, bytes]]:
-    """The (name, bytes) members of one clip, in the order they are written."""
+def npy_to_depth(data: bytes) -> np.ndarray:
+    """Parse a depth member back to an array (kept float16); any codec (see :func:`decode_depth`)."""
+    return decode_depth(data)
+
+
+def depth_members(key: str, depth: list[bytes]) -> list[tuple[str, bytes]]:
+    """``<key>.depth.<i>.<codec>`` members of encoded depth frames (codec read from the bytes)."""
+    return [(f"{key}.depth.{frame_tag(i)}.{depth_codec_of(d)}", d) for i, d in enumerate(depth)]
+
+
+def clip_members(clip: Clip, codec: str = DEFAULT_DEPTH_CODEC) -> list[tuple[str, bytes]]:
+    """The (name, bytes) members of one clip, in the order they are written; depth not encoded
+    yet is encoded with ``codec``.  The json names the depth codec (``depth_codec``)."""
     if not clip.loaded:
         raise ValueError(f"clip {clip.clip_id} holds no frames to write")
     key = clip.clip_id
     if "." in key:
         raise ValueError(f"clip id {key!r} contains a dot; WebDataset keys cannot")
-    members = [(f"{key}.json", json.dumps(clip.metadata(), sort_keys=True).encode())]
+    depth = encoded_depth(clip, codec)
+    meta = clip.metadata()
+    meta["depth_codec"] = depth_codec_of(depth[0]) if depth else codec
+    members = [(f"{key}.json", json.dumps(meta, sort_keys=True).encode())]
     ext = "jpg" if clip.rgb_ext in ("jpg", "jpeg") else "png"
     members += [(f"{key}.rgb.{frame_tag(i)}.{ext}", data) for i, data in enumerate(clip.rgb)]
-    members += [(f"{key}.depth.{frame_tag(i)}.npy", d) for i, d in enumerate(encoded_depth(clip))]
+    members += depth_members(key, depth)
     return members
 
 
-def encoded_depth(clip: Clip) -> list[bytes]:
+def encoded_depth(clip: Clip, codec: str = DEFAULT_DEPTH_CODEC) -> list[bytes]:
     """The clip's depth frames as shard members: :attr:`Clip.depth_npy` when already encoded
-    (by the reading threads or :func:`pack_depth`), else encoded now."""
+    (by the reading threads or :func:`pack_depth`), else encoded now with ``codec``."""
     if clip.depth_npy is not None:
         return clip.depth_npy
     assert clip.depth is not None
-    return [depth_to_npy(d) for d in clip.depth]
+    return [encode_depth(d, codec) for d in clip.depth]
 
 
-def pack_depth(clip: Clip) -> None:
-    """Encode the clip's depth as its shard members now, unless the reading threads already did
-    (see :attr:`Clip.depth_npy`), and drop the array."""
+def pack_depth(clip: Clip, codec: str = DEFAULT_DEPTH_CODEC) -> None:
+    """Encode the clip's depth as its shard members now (with ``codec``), unless the reading
+    threads already did (see :attr:`Clip.depth_npy`), and drop the array."""
     if clip.depth is not None:
-        clip.depth_npy = encoded_depth(clip)
+        clip.depth_npy = encoded_depth(clip, codec)
         clip.depth = None
 
 
@@ -95,11 +173,15 @@ class ClipSample:
     rgb: list[bytes]
     rgb_ext: str
     depth: list[bytes]
-    """The raw ``.npy`` bytes of each depth frame; :func:`npy_to_depth` decodes one."""
+    """The raw bytes of each depth frame (``.npz`` or ``.npy``); :func:`decode_depth` decodes one."""
+
+    @property
+    def depth_codec(self) -> str:
+        return depth_codec_of(self.depth[0]) if self.depth else str(self.meta.get("depth_codec", "npy"))
 
     def depth_array(self) -> np.ndarray:
         """All depth frames decoded, float32 (T, H, W) metres, 0 = invalid."""
-        return np.stack([npy_to_depth(d).astype(np.float32) for d in self.depth])
+        return np.stack([decode_depth(d).astype(np.float32) for d in self.depth])
 
     def rgb_array(self) -> np.ndarray:
         """All RGB frames decoded, uint8 (T, H, W, 3)."""
@@ -112,10 +194,11 @@ class ClipSample:
         return np.stack(frames)
 
     def members(self) -> list[tuple[str, bytes]]:
-        """The members again, for re-packing without decoding."""
-        out = [(f"{self.key}.json", json.dumps(self.meta, sort_keys=True).encode())]
+        """The members again, for re-packing without decoding (depth keeps its codec)."""
+        meta = dict(self.meta, depth_codec=self.depth_codec)
+        out = [(f"{self.key}.json", json.dumps(meta, sort_keys=True).encode())]
         out += [(f"{self.key}.rgb.{frame_tag(i)}.{self.rgb_ext}", d) for i, d in enumerate(self.rgb)]
-        out += [(f"{self.key}.depth.{frame_tag(i)}.npy", d) for i, d in enumerate(self.depth)]
+        out += depth_members(self.key, self.depth)
         return out
 
 
