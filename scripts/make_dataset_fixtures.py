@@ -91,7 +91,9 @@ def tartanair(root: Path) -> None:
     lines = []
     for i in range(FRAMES):
         cv2.imwrite(str(base / "image_left" / f"{i:06d}_left.png"), image(i))
-        np.save(base / "depth_left" / f"{i:06d}_left_depth.npy", np.nan_to_num(planar_depth(i), nan=np.inf).astype(np.float32))
+        # the sky is a large finite depth in TartanAir's files (its notes: "e.g. 10000"), not inf
+        np.save(base / "depth_left" / f"{i:06d}_left_depth.npy",
+                np.nan_to_num(planar_depth(i), nan=10000.0).astype(np.float32))
         c = cam_pos(i)
         lines.append(" ".join(f"{v:.9f}" for v in (*c, qx, qy, qz, qw)))
     (base / "pose_left.txt").write_text("\n".join(lines) + "\n")
@@ -124,7 +126,9 @@ def hypersim(root: Path) -> None:
     fx = (W / 2) / np.tan(np.radians(30))
     K = np.array([[fx, 0, (W - 1) / 2], [0, fx, (H - 1) / 2], [0, 0, 1.0]])
     for i in range(FRAMES):
-        cv2.imwrite(str(img / f"frame.{i:04d}.color.jpg"), image(i), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        # tonemap.jpg is the image to use; color.jpg is linear radiance clipped to [0, 1] (darker here)
+        cv2.imwrite(str(img / f"frame.{i:04d}.tonemap.jpg"), image(i), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(img / f"frame.{i:04d}.color.jpg"), image(i) // 4, [cv2.IMWRITE_JPEG_QUALITY, 95])
         with h5py.File(geo / f"frame.{i:04d}.depth_meters.hdf5", "w") as f:
             f["dataset"] = ray(planar_depth(i), K).astype(np.float16)
     mpu = 0.5

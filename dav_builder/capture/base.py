@@ -15,6 +15,7 @@ raises :class:`CaptureError` when it is opened.
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,23 +23,56 @@ from typing import Any, Iterator
 import numpy as np
 
 
+def safe_text(text: object) -> str:
+    """``text`` as a string that encodes to UTF-8 (manifest, JSON, parquet and uuid5 all need that).
+
+    File names are bytes on POSIX; Python decodes undecodable bytes as lone surrogates
+    (``surrogateescape``), which no UTF-8 writer accepts.  Those bytes become ``\\xNN`` escapes:
+    stable across runs, readable, and never an encoding error further down.
+    """
+    s = str(text)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        pass
+    try:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # lone surrogates that are not escaped bytes (e.g. "\\ud800" in JSON)
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class CaptureError(Exception):
     """The whole capture is unusable (missing or malformed ``capture.json``, unknown convention...)."""
 
     def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        self.path = safe_text(path)
+        self.problem = safe_text(problem)
+        super().__init__(f"{self.path}: {self.problem}")
 
 
 class FrameError(Exception):
     """One frame is unusable; ``path`` names the offending file (or ``frames.jsonl:LINE``)."""
 
     def __init__(self, path: str | Path, problem: str, index: int | None = None):
-        self.path = str(path)
-        self.problem = problem
+        self.path = safe_text(path)
+        self.problem = safe_text(problem)
         self.index = index
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+@contextlib.contextmanager
+def _as_frame_error(path: str, index: int) -> Iterator[None]:
+    """Turn any exception a reader or decoder raises for one file into that frame's FrameError
+    (a decoder's own exception, a reader's bug): one bad file never ends the capture."""
+    try:
+        yield
+    except FrameError as exc:
+        if exc.index is None:
+            exc.index = index
+        raise
+    except Exception as exc:
+        raise FrameError(path, f"unexpected {type(exc).__name__} while reading: {exc}", index) from exc
 
 
 class NoDepthError(FrameError):
@@ -143,12 +177,15 @@ class Capture(abc.ABC):
     def read_frame(self, frame: FrameInfo, small_side: int = 128, fine_side: int = 0) -> FrameData:
         """Read everything the builder needs from one frame, decoding the RGB once, reduced
         (``fine_side`` > 0 also keeps a grey image of up to that size)."""
-        from dav_builder.capture.imageio import decode_levels
+        from dav_builder.capture.imageio import as_rgb8, decode_levels
 
-        data, ext = self.read_rgb_bytes(frame)
-        small, fine = decode_levels(data, frame.rgb, small_side, fine_side, expect_size=(self.height, self.width))
-        assert small is not None
-        depth = self.read_depth(frame)
+        with _as_frame_error(frame.rgb, frame.index):
+            data, ext = self.read_rgb_bytes(frame)
+            data, ext = as_rgb8(data, frame.rgb, ext)  # the dataset holds 8-bit RGB only
+            small, fine = decode_levels(data, frame.rgb, small_side, fine_side, expect_size=(self.height, self.width))
+            assert small is not None
+        with _as_frame_error(frame.depth, frame.index):
+            depth = self.read_depth(frame)
         return FrameData(info=frame, rgb_bytes=data, rgb_ext=ext, rgb_small=small, depth=depth, grey_fine=fine)
 
     def __repr__(self) -> str:

@@ -17,9 +17,12 @@ import numpy as np
 
 from dav_builder.capture import depth as dconv
 from dav_builder.capture.base import Capture, CaptureError, FrameError, FrameInfo, NoDepthError
+from dav_builder.capture.validate import K_problem, fps_problem, index_problem, pose_problem, size_problem, time_problem
 from dav_builder.capture.imageio import MAX_PIXELS, DEPTH_ENCODINGS, check_image, read_bytes, read_depth_file, safe_path
 
 FORMAT = "dav-capture/1"
+#: capture.json is a small header; a larger file is refused before it is read.
+MAX_META_BYTES = 16 << 20
 #: Buffer values may exceed [0, 1] by float rounding; beyond this they are corrupt.
 _RANGE_TOL = 1e-3
 
@@ -30,10 +33,17 @@ def is_dav_capture(path: Path) -> bool:
     return (path / "capture.json").is_file() and (path / "frames.jsonl").is_file()
 
 
+def _whole(value: Any) -> Any:
+    """A JSON number that is a whole number (``640.0``) as an int; anything else unchanged."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _matrix(value: Any, shape: tuple[int, int], name: str) -> np.ndarray:
     try:
         m = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} is not a numeric matrix") from None
     if m.shape != shape:
         raise ValueError(f"{name} must be {shape[0]}x{shape[1]}, got shape {m.shape}")
@@ -62,26 +72,31 @@ class DavCapture(Capture):
         if not (self.root / "frames.jsonl").is_file():
             raise CaptureError(self.root / "frames.jsonl", "file is missing")
         try:
+            if not meta_path.is_file():
+                raise FileNotFoundError(meta_path)
+            if meta_path.stat().st_size > MAX_META_BYTES:
+                raise CaptureError(meta_path, f"file is larger than {MAX_META_BYTES} bytes: not a capture header")
             meta = json.loads(meta_path.read_text())
         except FileNotFoundError:
-            raise CaptureError(meta_path, "file is missing") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CaptureError(meta_path, "file is missing or not a regular file") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
             raise CaptureError(meta_path, f"malformed JSON: {exc}") from None
+        except OSError as exc:
+            raise CaptureError(meta_path, f"cannot read file: {exc.strerror or exc}") from None
         if not isinstance(meta, dict):
             raise CaptureError(meta_path, "must hold a JSON object")
         if meta.get("format") != FORMAT:
             raise CaptureError(meta_path, f"format is {meta.get('format')!r}, expected {FORMAT!r}")
-        try:
-            self.fps = float(meta["fps"])
-            self.width = int(meta["width"])
-            self.height = int(meta["height"])
-            dmeta = meta["depth"]
-        except KeyError as exc:
-            raise CaptureError(meta_path, f"missing key {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise CaptureError(meta_path, f"bad fps/width/height: {exc}") from None
-        if self.fps <= 0 or self.width <= 0 or self.height <= 0:
-            raise CaptureError(meta_path, "fps, width and height must be positive")
+        missing = [k for k in ("fps", "width", "height", "depth") if k not in meta]
+        if missing:
+            raise CaptureError(meta_path, f"missing key {missing[0]!r}")
+        problem = fps_problem(meta["fps"]) or size_problem(_whole(meta["width"]), _whole(meta["height"]))
+        if problem:
+            raise CaptureError(meta_path, problem)
+        self.fps = float(meta["fps"])
+        self.width = int(_whole(meta["width"]))
+        self.height = int(_whole(meta["height"]))
+        dmeta = meta["depth"]
         if self.width * self.height > max_pixels:
             raise CaptureError(meta_path, f"frame size {self.width}x{self.height} exceeds {max_pixels} pixels")
         self.engine = str(meta.get("engine", ""))
@@ -101,12 +116,15 @@ class DavCapture(Capture):
             self.near = None if dmeta.get("near") is None else float(dmeta["near"])
             self.far = None if dmeta.get("far") is None else float(dmeta["far"])
             self.invalid = tuple(float(v) for v in dmeta.get("invalid", []))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise CaptureError(meta_path, f"bad depth.scale/near/far/invalid: {exc}") from None
-        if not (np.isfinite(self.scale) and self.scale > 0):
-            raise CaptureError(meta_path, f"depth.scale must be a positive number, got {self.scale}")
+        if not (np.isfinite(self.scale) and 1e-9 <= self.scale <= 1e6):
+            raise CaptureError(meta_path, f"depth.scale must be a number of metres per unit in [1e-9, 1e6], "
+                                          f"got {self.scale}")
         if self.near is not None and not (np.isfinite(self.near) and self.near > 0):
             raise CaptureError(meta_path, f"depth.near must be a positive number of metres, got {self.near}")
+        if self.far is not None and np.isnan(self.far):
+            raise CaptureError(meta_path, "depth.far must be a number of metres, got NaN")
         if self.near is not None and self.far is not None and not self.far > self.near:
             raise CaptureError(meta_path, f"depth.near ({self.near}) must be smaller than depth.far ({self.far})")
         if self.convention != "linear":
@@ -128,9 +146,10 @@ class DavCapture(Capture):
             for line in fh:
                 if line.strip():
                     try:
-                        return "projection" in json.loads(line)
-                    except json.JSONDecodeError:
+                        rec = json.loads(line)
+                    except (ValueError, RecursionError):
                         return False
+                    return isinstance(rec, dict) and "projection" in rec
         return False
 
     # -- frames ---------------------------------------------------------------------------
@@ -148,10 +167,13 @@ class DavCapture(Capture):
                 except json.JSONDecodeError as exc:
                     yield FrameError(where, f"malformed JSON: {exc.msg}")
                     continue
+                except RecursionError:
+                    yield FrameError(where, "malformed JSON: nested too deeply")
+                    continue
                 try:
                     info = self._frame_info(rec, where, last_index)
                 except FrameError as exc:
-                    if exc.index is None and isinstance(rec, dict) and isinstance(rec.get("index"), int):
+                    if exc.index is None and isinstance(rec, dict) and index_problem(rec.get("index")) is None:
                         exc.index = rec["index"] if rec["index"] > last_index else None
                     if exc.index is not None:
                         last_index = exc.index
@@ -164,8 +186,9 @@ class DavCapture(Capture):
         if not isinstance(rec, dict):
             raise FrameError(where, "a frame line must be a JSON object")
         index = rec.get("index")
-        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-            raise FrameError(where, f"index must be a non-negative integer, got {index!r}")
+        problem = index_problem(index)
+        if problem:
+            raise FrameError(where, problem)
         if index <= last_index:
             raise FrameError(where, f"frame index {index} does not increase (previous {last_index})")
         for key in ("rgb", "depth"):
@@ -192,11 +215,21 @@ class DavCapture(Capture):
                 if self.far is None and self.convention != "reversed_infinite":
                     extra["far"] = far  # may be inf: an infinite far plane
             pose = _matrix(rec["cam_to_world"], (4, 4), "cam_to_world") if rec.get("cam_to_world") is not None else None
-            time_s = float(rec.get("time", index / self.fps))
-        except (TypeError, ValueError) as exc:
+            time_s = rec.get("time", index / self.fps)
+            if isinstance(time_s, bool) or not isinstance(time_s, (int, float)):
+                raise ValueError(f"time must be a number of seconds, got {time_s!r}")
+            time_s = float(time_s)
+        except (TypeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             raise FrameError(where, str(exc), index) from None
         if K is None:
             raise FrameError(where, "frame has neither K nor projection", index)
+        problem = K_problem(K) or (pose_problem(pose) if pose is not None else None) or time_problem(time_s)
+        for plane in ("near", "far"):
+            v = extra.get(plane)
+            if v is not None and not (v > 0 and (np.isfinite(v) or plane == "far")):
+                problem = problem or f"the projection gives {plane} = {v!r}; it must be a positive number of metres"
+        if problem:
+            raise FrameError(where, problem, index)
         if self.convention != "linear" and extra["near"] is None:
             raise FrameError(where, "no near plane: capture.json has no depth.near and the frame no projection", index)
         return FrameInfo(index, time_s, rgb, dep, K, pose, extra)

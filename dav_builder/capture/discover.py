@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from dav_builder.capture.base import Capture, CaptureError
+from dav_builder.capture.base import Capture, CaptureError, safe_text
 from dav_builder.capture.dav import DavCapture, is_dav_capture
 
 
@@ -76,7 +76,7 @@ def _capture_id(path: Path, root: Path) -> str:
         rel = path.resolve().relative_to(root.resolve())
     except ValueError:
         rel = Path(path.name)
-    return rel.as_posix() if rel.parts else root.resolve().name
+    return safe_text(rel.as_posix() if rel.parts else root.resolve().name)
 
 
 def find_captures(paths: Iterable[Path], reader_options: dict | None = None) -> list[CaptureRef]:
@@ -100,9 +100,9 @@ def find_captures(paths: Iterable[Path], reader_options: dict | None = None) -> 
                 claimed.add(cap)
                 found = True
                 base = root if root.is_dir() else root.parent
-                cid = _capture_id(cap, base) if cap != root.resolve() else root.resolve().name
+                cid = _capture_id(cap, base) if cap != root.resolve() else safe_text(root.resolve().name)
                 if cid in refs:
-                    cid = f"{root.resolve().name}/{cid}"
+                    cid = safe_text(f"{root.resolve().name}/{cid}")
                 refs[cid] = CaptureRef(str(cap), layout.name, cid, opts)
         if not found:
             known = "; ".join(f"{lay.name}: {lay.description}" for lay in LAYOUTS.values())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -45,6 +46,12 @@ def safe_path(root: str | Path, rel: str) -> str:
     """
     if not isinstance(rel, str) or not rel:
         raise FrameError(root, f"frame path {rel!r} is not a non-empty string")
+    if "\x00" in rel:
+        raise FrameError(root, f"frame path {rel!r} holds a NUL character")
+    try:
+        os.fsencode(rel)
+    except UnicodeError:
+        raise FrameError(root, f"frame path {rel!r} cannot be encoded as a file name") from None
     if os.path.isabs(rel) or rel.startswith(("/", "\\")):
         raise FrameError(rel, "absolute path: frame files must be relative to the capture directory")
     if ".." in rel.replace("\\", "/").split("/"):
@@ -60,14 +67,53 @@ def safe_path(root: str | Path, rel: str) -> str:
     return joined
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes; FrameError when it is missing, unreadable or empty."""
+def file_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a frame file (missing, not a regular file), or None.
+
+    A FIFO, socket or device named as a frame would block or stream forever: only regular
+    files (or links to them) are read."""
     try:
-        data = Path(path).read_bytes()
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "file is missing"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        return f"cannot read file: {getattr(exc, 'strerror', None) or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"not a regular file ({_file_kind(st.st_mode)})"
+    return None
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def read_bytes(path: Path, max_bytes: int = 1 << 31) -> bytes:
+    """The file's bytes; FrameError when it is missing, not a regular file, unreadable or empty.
+
+    The file is opened without blocking and checked on the open descriptor, so a FIFO put in
+    place of a file (even between a check and the open) is refused instead of hanging."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise FrameError(path, "file is missing") from None
+    except (OSError, ValueError) as exc:
+        raise FrameError(path, f"cannot read file: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FrameError(path, f"not a regular file ({_file_kind(st.st_mode)})")
+        if st.st_size > max_bytes:
+            raise FrameError(path, f"file of {st.st_size} bytes is larger than the limit of {max_bytes}")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(max_bytes + 1)
     except OSError as exc:
         raise FrameError(path, f"cannot read file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     if not data:
         raise FrameError(path, "file is empty")
     return data
@@ -99,6 +145,50 @@ def image_size(data: bytes, path: str | Path) -> tuple[int, int, str]:
             i += 2 + seg
         raise FrameError(path, "truncated JPEG: no frame header")
     raise FrameError(path, "not a PNG or JPEG image")
+
+
+def pixel_format(data: bytes) -> tuple[int, int]:
+    """(bits per sample, channels) from a PNG or JPEG header already checked by :func:`image_size`.
+
+    PNG colour types: 0 grey (1 channel), 2 RGB (3), 3 palette (1 index), 4 grey + alpha (2),
+    6 RGBA (4).  JPEG: sample precision and component count of the frame header.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        bits, ctype = data[24], data[25]
+        return int(bits), {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(int(ctype), 0)
+    i = 2
+    while i + 9 < len(data):
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        seg = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int(data[i + 4]), int(data[i + 9])
+        i += 2 + seg
+    return 0, 0
+
+
+def is_rgb8(data: bytes) -> bool:
+    """True for an 8-bit, 3-channel PNG (colour type 2) or JPEG: what the dataset stores as is."""
+    bits, channels = pixel_format(data)
+    return bits == 8 and channels == 3
+
+
+def as_rgb8(data: bytes, path: str | Path, ext: str) -> tuple[bytes, str]:
+    """The image as the dataset stores it: 8-bit RGB.  Other PNG or JPEG kinds (16-bit, grey,
+    palette, RGBA, CMYK) are decoded once to 8-bit RGB (alpha dropped, 16 bits scaled down) and
+    stored as PNG; an 8-bit RGB image is returned untouched."""
+    if is_rgb8(data):
+        return data, ext
+    img = _imdecode(data, path, cv2.IMREAD_COLOR)  # 8-bit BGR whatever the source
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise FrameError(path, "image cannot be converted to 8-bit RGB")
+    return buf.tobytes(), "png"
 
 
 def check_image(data: bytes, path: str | Path, expect_size=None, max_pixels: int = MAX_PIXELS) -> str:
@@ -230,8 +320,9 @@ def read_depth_file(path: Path, encoding: str, height: int, width: int) -> np.nd
     path = Path(path)
     if encoding not in DEPTH_ENCODINGS:
         raise FrameError(path, f"unknown depth encoding {encoding!r}")
-    if not path.is_file():
-        raise FrameError(path, "file is missing")
+    problem = file_problem(path)
+    if problem:
+        raise FrameError(path, problem)
     if path.stat().st_size == 0:
         raise FrameError(path, "file is empty")
     if encoding == "exr":
@@ -239,7 +330,7 @@ def read_depth_file(path: Path, encoding: str, height: int, width: int) -> np.nd
     elif encoding == "npy":
         try:
             d = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+        except Exception as exc:  # ValueError, OSError, EOFError, or what a corrupt header makes numpy raise
             raise FrameError(path, f"npy cannot be read (truncated or corrupt): {exc}") from None
         if d.ndim != 2:
             raise FrameError(path, f"npy depth must be 2-D, got shape {d.shape}")

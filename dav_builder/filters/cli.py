@@ -29,6 +29,8 @@ APPLY_EPILOG = """\b
 Examples:
   dav-filter apply demo-out/dataset --out demo-out/strict --check edge_misalignment=0.1 --check depth_lag=off
   dav-filter apply demo-out/dataset --out demo-out/scored --depth-threshold 0.7 --semantic-threshold 0.85
+\b
+Rerunning an interrupted apply with the same options resumes it; --overwrite starts again.
 """
 
 REPORT_EPILOG = """\b
@@ -212,17 +214,21 @@ def sweep(dataset, depth_threshold, semantic_threshold, checks, grids, labels, m
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="New dataset directory.")
 @threshold_options
+@click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again (default: resume it).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def apply(dataset, out, depth_threshold, semantic_threshold, checks, quiet) -> None:
-    """Write a new dataset with only the clips the given thresholds keep (tar members copied)."""
+def apply(dataset, out, depth_threshold, semantic_threshold, checks, overwrite, quiet) -> None:
+    """Write a new dataset with only the clips the given thresholds keep (tar members copied).
+    Rerunning an interrupted apply with the same options resumes it."""
     from dav_builder.filters.apply import apply_thresholds
 
     cfg = thresholds_config(dataset, depth_threshold, semantic_threshold, checks)
     try:
-        stats = apply_thresholds(dataset, out, cfg, progress=not quiet)
+        stats = apply_thresholds(dataset, out, cfg, progress=not quiet, overwrite=overwrite)
     except (ValueError, FileNotFoundError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    if stats.get("already_complete"):
+        click.echo(f"{out}: already complete with these thresholds; nothing to do")
     click.echo(f"kept {stats['clips_kept']} of {stats['clips_cut']} clips; dropped: {stats['clips_dropped']}")
     click.echo(f"dataset: {out}")
 

@@ -56,6 +56,7 @@ Examples:
 def train_command(dataset, run, config_file, preset, max_steps, resume, quiet) -> None:
     """Train on the kept clips of DATASET (a directory written by dav-build). Writes RUN/metrics.jsonl,
     RUN/checkpoints/ and, at the end, the model in diffusers format in RUN/final/."""
+    from dav_builder.model.checkpoint import CheckpointError
     from dav_builder.model.config import RunConfigError, load_run_config
     from dav_builder.model.data import DatasetError
     from dav_builder.model.train import CONFIG, TrainError, train
@@ -74,7 +75,7 @@ def train_command(dataset, run, config_file, preset, max_steps, resume, quiet) -
         raise click.UsageError(str(exc)) from None
     try:
         train(dataset, run, cfg, resume=resume, progress=not quiet, echo=lambda m: click.echo(m, err=True))
-    except (TrainError, DatasetError, PretrainedMissingError, FileNotFoundError) as exc:
+    except (TrainError, CheckpointError, DatasetError, PretrainedMissingError, FileNotFoundError) as exc:
         click.echo(f"dav-train: error: {exc}", err=True)
         sys.exit(2)
 

@@ -76,7 +76,38 @@ def build_dataset(
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> BuildResult:
-    """Build (or resume, or confirm) the dataset at ``out`` from the captures under ``inputs``."""
+    """Build (or resume, or confirm) the dataset at ``out`` from the captures under ``inputs``.
+
+    One writer per output: the dataset's lock is taken first (a second build on ``out`` fails
+    at once naming the first, see :mod:`.lock`).  A full disk ends the build with one
+    :class:`BuildError` naming the path; a rerun after freeing space resumes it.
+    """
+    from dav_builder.pipeline.lock import DatasetLocked, lock_dataset
+    from dav_builder.pipeline.robust import disk_full_message
+
+    try:
+        lock = lock_dataset(out, "dav-build")
+    except DatasetLocked as exc:
+        raise BuildError(str(exc)) from None
+    with lock:
+        try:
+            return _build_dataset(inputs, out, cfg, overwrite, progress, say)
+        except OSError as exc:
+            msg = disk_full_message(exc, out)
+            if msg is None:
+                raise
+            raise BuildError(msg) from None
+
+
+def _build_dataset(
+    inputs: list[Path],
+    out: Path,
+    cfg: BuildConfig,
+    overwrite: bool = False,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> BuildResult:
+    """:func:`build_dataset` once the output is locked."""
     out = Path(out)
     scoring = ScoringStage(cfg.scoring)
     scoring.validate()  # a configured model that is missing fails here, before any data is read

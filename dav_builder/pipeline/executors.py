@@ -101,6 +101,10 @@ def init_ray(cfg: BuildConfig) -> None:
         store_bytes = min(total // 4, 4 << 30)
     else:
         store_bytes = int(store) << 20
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats module in the minimal dashboard
+    from dav_builder.pipeline.ray_reaper import start as watch_ray_processes
+
+    watch_ray_processes()  # Ray's agents would outlive a kill -9 of this driver: a watcher stops them
     ray.init(
         num_cpus=num_cpus,
         include_dashboard=False,

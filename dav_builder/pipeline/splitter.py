@@ -118,18 +118,26 @@ def read_ahead(cap: Capture, plan: ReadPlan, threads: int, ahead: int | None = N
     the pool, in parallel."""
     ahead = 4 * threads if ahead is None else max(1, ahead)
     it = cap.frames()
+    failure: list[Exception] = []  # a reader that fails outright: the frames it gave are used first
 
     def next_info() -> FrameInfo | FrameError | None:
+        if failure:
+            return None
         try:
             return next(it)
         except StopIteration:
             return None
         except FrameError as exc:  # a reader that raises instead of yielding
             return exc
+        except Exception as exc:
+            failure.append(exc)
+            return None
 
     if threads <= 1:
         while (info := next_info()) is not None:
             yield info, (None if isinstance(info, FrameError) else _read(cap, info, plan))
+        if failure:
+            raise failure[0]
         return
     pending: deque = deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="dav-read") as pool:
@@ -142,6 +150,8 @@ def read_ahead(cap: Capture, plan: ReadPlan, threads: int, ahead: int | None = N
                     break
                 pending.append((info, None if isinstance(info, FrameError) else pool.submit(_read, cap, info, plan)))
             if not pending:
+                if failure:
+                    raise failure[0]
                 return
             info, fut = pending.popleft()
             yield info, (None if fut is None else fut.result())

@@ -6,6 +6,7 @@ that turns a depth file into planar metres.  RGB files are returned as their own
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -13,7 +14,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from dav_builder.capture.base import Capture, CaptureError, FrameError, FrameInfo, NoDepthError
-from dav_builder.capture.imageio import MAX_PIXELS, check_image, image_size, read_bytes
+from dav_builder.capture.imageio import MAX_PIXELS, check_image, file_problem, image_size, read_bytes
+from dav_builder.capture.validate import K_problem, fps_problem, index_problem, pose_problem
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,10 @@ class FrameFiles:
     index: int
     rgb: Path
     depth: Path
-    K: np.ndarray
+    K: np.ndarray | None
     cam_to_world: np.ndarray | None = None
+    problem: str | None = None
+    """Why the frame cannot be used (its metadata file is missing or malformed), or None."""
 
 
 DepthLoader = Callable[[Path, FrameFiles], np.ndarray]
@@ -46,14 +50,24 @@ class SequenceCapture(Capture):
         self.min_valid_fraction = min_valid_fraction
         if not frames:
             raise CaptureError(root, f"{reader}: no frames found")
-        data = read_bytes(frames[0].rgb)
+        problem = fps_problem(self.fps)
+        if problem:
+            raise CaptureError(root, f"{reader}: {problem} (reader option fps)")
         try:
-            self.width, self.height, _ = image_size(data, frames[0].rgb)
+            self.width, self.height, _ = image_size(read_bytes(frames[0].rgb), frames[0].rgb)
         except FrameError as exc:
             raise CaptureError(frames[0].rgb, f"first RGB frame unreadable: {exc.problem}") from None
 
     def frames(self) -> Iterator[FrameInfo | FrameError]:
+        last = -1
         for f in self._frames:
+            problem = frame_problem(f)
+            if problem is None and f.index <= last:
+                problem = f"frame number {f.index} does not increase (previous {last})"
+            if problem:
+                yield FrameError(f.rgb, problem, f.index if index_problem(f.index) is None and f.index > last else None)
+                continue
+            last = f.index
             yield FrameInfo(f.index, f.index / self.fps, str(f.rgb), str(f.depth), f.K, f.cam_to_world,
                             extra={"files": f})
 
@@ -66,10 +80,34 @@ class SequenceCapture(Capture):
                              self.height, self.width, self.min_valid_fraction)
 
 
+def frame_problem(f: FrameFiles) -> str | None:
+    """Why a reader's frame record cannot be used (index, intrinsics, pose), or None."""
+    if f.problem:
+        return f.problem
+    if f.K is None:
+        return "no intrinsics"
+    return (index_problem(f.index) or K_problem(f.K)
+            or (pose_problem(f.cam_to_world) if f.cam_to_world is not None else None))
+
+
+def frame_number(name: str, pattern: re.Pattern[str]) -> int | None:
+    """The frame number that ``pattern``'s first group captures in file ``name``, or None for a
+    file that is not a frame (a stray file: notes, thumbnails, editor backups are ignored)."""
+    m = pattern.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def numbered(files, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
+    """(frame number, path) of the files whose name matches ``pattern``, by frame number."""
+    out = [(n, Path(p)) for p in files if (n := frame_number(Path(p).name, pattern)) is not None]
+    return sorted(out, key=lambda t: (t[0], t[1].name))
+
+
 def checked_depth(path: Path, index: int, load, height: int, width: int, min_valid_fraction: float) -> np.ndarray:
     """Load planar metres with ``load(path)`` and check size and validity; errors name ``path``."""
-    if not path.is_file():
-        raise FrameError(path, "file is missing", index)
+    problem = file_problem(path)
+    if problem:
+        raise FrameError(path, problem, index)
     try:
         z = np.asarray(load(path), dtype=np.float32)
     except FrameError:

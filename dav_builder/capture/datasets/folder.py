@@ -1,7 +1,10 @@
 """Plain inputs: an image folder or a video file, with a matching depth folder.
 
 ``<dir>/rgb/*.png|jpg`` (or ``<dir>/video.mp4`` / any ``.mp4 .avi .mkv .mov`` in ``<dir>``) and
-``<dir>/depth/`` holding one file per frame, matched by file stem (for a video: by sorted order): ``.npy`` (float metres),
+``<dir>/depth/`` holding one file per frame, matched by file stem (for a video: by the frame number in
+the depth file's name, its last run of digits, ``depth_first_index`` (reader option, default 0) being
+the video's first frame; a frame without a depth file is that frame's error, never a shift of the
+later frames; depth files without a number are ignored): ``.npy`` (float metres),
 ``.exr`` (float metres) or 16-bit ``.png`` (``depth_scale`` metres per unit, default 0.001).
 Optional ``<dir>/intrinsics.txt`` (``fx fy cx cy``); otherwise a 60 degree horizontal field of
 view is assumed.  No poses.  Reader options (``reader_options``): ``fps`` (default 30, or the
@@ -10,19 +13,24 @@ video's), ``depth_scale``, ``hfov_deg``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from dav_builder.capture.base import Capture, CaptureError, FrameError, FrameInfo
-from dav_builder.capture.datasets.common import FrameFiles, SequenceCapture, checked_depth, fov_intrinsics, pinhole
+from dav_builder.capture.datasets.common import (FrameFiles, SequenceCapture, checked_depth, fov_intrinsics, numbered,
+                                                 pinhole)
+from dav_builder.capture.validate import K_problem, fps_problem, size_problem
 from dav_builder.capture.discover import Layout, register
 from dav_builder.capture.imageio import encode_png, read_depth_file
 
 NAME = "folder"
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov")
 DEPTH_EXT = (".npy", ".exr", ".png")
+#: A depth file's frame number: the last run of digits in its name (``000123.npy``, ``depth_17.png``).
+DEPTH_NUMBER = re.compile(r".*?(\d+)\D*\.(?:npy|exr|png)", re.IGNORECASE)
 
 
 def _videos(d: Path) -> list[Path]:
@@ -63,10 +71,17 @@ def _loader(scale: float):
 def _K(d: Path, w: int, h: int, hfov: float) -> np.ndarray:
     f = d / "intrinsics.txt"
     if f.is_file():
-        vals = [float(v) for v in f.read_text().split()]
+        try:
+            vals = [float(v) for v in f.read_text().split()]
+        except (ValueError, UnicodeDecodeError):
+            raise CaptureError(f, "expected 'fx fy cx cy' as numbers") from None
         if len(vals) != 4:
             raise CaptureError(f, "expected 'fx fy cx cy'")
-        return pinhole(*vals)
+        K = pinhole(*vals)
+        problem = K_problem(K)
+        if problem:
+            raise CaptureError(f, problem)
+        return K
     return fov_intrinsics(w, h, hfov)
 
 
@@ -85,15 +100,26 @@ class VideoCapture(Capture):
         self.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.fps = float(opts.get("fps") or cap.get(cv2.CAP_PROP_FPS) or 30.0)
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         cap.release()
-        self.depths = _depth_files(self.root)
+        problem = fps_problem(self.fps) or size_problem(self.width, self.height)
+        if problem:
+            raise CaptureError(video, f"{problem} (read from the video; reader option fps overrides the rate)")
+        first = int(opts.get("depth_first_index", 0))
+        self.depths = {n - first: p for n, p in numbered(_depth_files(self.root), DEPTH_NUMBER) if n >= first}
+        if not self.depths:
+            raise CaptureError(self.root / "depth", "no depth files with a frame number in their name")
+        # the container's frame count is an estimate: frames past the last depth file still get a row
+        self.count = max(max(self.depths) + 1, int(count) if np.isfinite(count) and 0 < count < 1e8 else 0)
         self.K = _K(self.root, self.width, self.height, float(opts.get("hfov_deg", 60.0)))
         self._load = _loader(float(opts.get("depth_scale", 0.001)))
         self._cap = None
         self._pos = 0
 
     def frames(self):
-        for i, dep in enumerate(self.depths):
+        ext = next(iter(self.depths.values())).suffix
+        for i in range(self.count):
+            dep = self.depths.get(i, self.root / "depth" / f"(no depth file for frame {i}){ext}")
             yield FrameInfo(i, i / self.fps, f"{self.video}#{i}", str(dep), self.K, None)
 
     def read_rgb_bytes(self, frame: FrameInfo) -> tuple[bytes, str]:

@@ -2,22 +2,27 @@
 
 ``GTAV_<res>/<seq>/images/<0000>.png``, ``depths/<0000>.exr`` (float planar depth, ``inf`` =
 sky), ``poses/<0000>.json`` with ``extrinsic`` (4x4 world-to-camera, OpenCV axes) and ``c_x``,
-``c_y``, ``f_x``, ``f_y`` in pixels.  fps is not published; 30 is assumed.
+``c_y``, ``f_x``, ``f_y`` in pixels.  fps is not published; 30 is assumed.  Files whose names
+are not ``<number>.png`` are ignored; a missing or malformed pose file is that frame's error.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
-from dav_builder.capture.base import CaptureError
-from dav_builder.capture.datasets.common import FrameFiles, SequenceCapture, invert_pose, pinhole
+from dav_builder.capture.base import FrameError
+from dav_builder.capture.datasets.common import FrameFiles, SequenceCapture, invert_pose, numbered, pinhole
+from dav_builder.capture.imageio import file_problem, read_bytes
+from dav_builder.capture.validate import pose_problem
 from dav_builder.capture.discover import Layout, register
 from dav_builder.capture.imageio import read_depth_file
 
 NAME = "mvs_synth"
+RGB_NAME = re.compile(r"(\d+)\.png")
 
 
 def find(root: Path) -> list[Path]:
@@ -27,18 +32,24 @@ def find(root: Path) -> list[Path]:
 
 def open_capture(path: Path, capture_id: str, opts: dict) -> SequenceCapture:
     frames = []
-    for rgb in sorted((path / "images").glob("*.png")):
-        i = int(rgb.stem)
+    for i, rgb in numbered((path / "images").iterdir(), RGB_NAME):
         pose_file = path / "poses" / f"{rgb.stem}.json"
-        try:
-            meta = json.loads(pose_file.read_text())
-            K = pinhole(meta["f_x"], meta["f_y"], meta["c_x"], meta["c_y"])
-            pose = invert_pose(np.asarray(meta["extrinsic"], dtype=np.float64))
-        except FileNotFoundError:
-            raise CaptureError(pose_file, "file is missing") from None
-        except (KeyError, ValueError, TypeError) as exc:
-            raise CaptureError(pose_file, f"malformed pose file: {exc}") from None
-        frames.append(FrameFiles(i, rgb, path / "depths" / f"{rgb.stem}.exr", K, pose))
+        depth = path / "depths" / f"{rgb.stem}.exr"
+        problem = file_problem(pose_file)
+        if problem is None:
+            try:
+                meta = json.loads(read_bytes(pose_file))
+                K = pinhole(float(meta["f_x"]), float(meta["f_y"]), float(meta["c_x"]), float(meta["c_y"]))
+                ext = np.asarray(meta["extrinsic"], dtype=np.float64)
+                problem = pose_problem(ext)
+                if problem is None:
+                    frames.append(FrameFiles(i, rgb, depth, K, invert_pose(ext)))
+                    continue
+            except FrameError as exc:
+                problem = exc.problem
+            except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+                problem = f"malformed pose file: {exc!r}"
+        frames.append(FrameFiles(i, rgb, depth, None, None, problem=f"{pose_file}: {problem}"))
 
     def load(p: Path, f: FrameFiles) -> np.ndarray:
         import OpenEXR

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from dav_builder.capture.base import CaptureError, FrameError
-from dav_builder.capture.datasets.common import FrameFiles, SequenceCapture, invert_pose
+from dav_builder.capture.datasets.common import FrameFiles, SequenceCapture, invert_pose, numbered
+from dav_builder.capture.imageio import file_problem, read_bytes
 from dav_builder.capture.discover import Layout, register
 
 NAME = "sintel"
 TAG = 202021.25
+RGB_NAME = re.compile(r"frame_(\d+)\.png")  # other files in the folder are ignored
 
 
 def find(root: Path) -> list[Path]:
@@ -35,7 +37,7 @@ def find(root: Path) -> list[Path]:
 
 
 def read_dpt(path: Path) -> np.ndarray:
-    raw = path.read_bytes()
+    raw = read_bytes(path)
     if len(raw) < 12 or abs(np.frombuffer(raw[:4], "<f4")[0] - TAG) > 1e-3:
         raise FrameError(path, "not a Sintel .dpt file (bad tag)")
     w, h = np.frombuffer(raw[4:12], "<i4")
@@ -45,7 +47,10 @@ def read_dpt(path: Path) -> np.ndarray:
 
 
 def read_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    raw = path.read_bytes()
+    try:
+        raw = read_bytes(path)
+    except FrameError as exc:
+        raise CaptureError(path, exc.problem) from None
     if len(raw) != 4 + 8 * 9 + 8 * 12 or abs(np.frombuffer(raw[:4], "<f4")[0] - TAG) > 1e-3:
         raise CaptureError(path, "not a Sintel .cam file")
     K = np.frombuffer(raw[4:76], "<f8").reshape(3, 3).copy()
@@ -57,13 +62,18 @@ def read_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def open_capture(path: Path, capture_id: str, opts: dict) -> SequenceCapture:
     training = path.parents[1]
     frames = []
-    for rgb in sorted(path.glob("frame_*.png")):
-        i = int(re.findall(r"\d+", rgb.stem)[-1])
+    for i, rgb in numbered(path.iterdir(), RGB_NAME):
         cam = training / "camdata_left" / path.name / f"{rgb.stem}.cam"
-        if not cam.is_file():
-            raise CaptureError(cam, "file is missing")
-        K, ext = read_cam(cam)
-        frames.append(FrameFiles(i, rgb, training / "depth" / path.name / f"{rgb.stem}.dpt", K, invert_pose(ext)))
+        depth = training / "depth" / path.name / f"{rgb.stem}.dpt"
+        problem = file_problem(cam)
+        if problem is None:
+            try:
+                K, ext = read_cam(cam)
+                frames.append(FrameFiles(i, rgb, depth, K, invert_pose(ext)))
+                continue
+            except CaptureError as exc:
+                problem = exc.problem
+        frames.append(FrameFiles(i, rgb, depth, None, None, problem=f"{cam}: {problem}"))
     return SequenceCapture(path, capture_id, NAME, float(opts.get("fps", 24.0)), frames, lambda p, f: read_dpt(p))
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from dav_builder.capture.base import CaptureError, FrameError
-from dav_builder.capture.datasets.common import FrameFiles, SequenceCapture, invert_pose, pinhole
+from dav_builder.capture.datasets.common import FrameFiles, SequenceCapture, invert_pose, numbered, pinhole
 from dav_builder.capture.discover import Layout, register
 
 NAME = "spring"
 BASELINE_M = 0.065
+RGB_NAME = re.compile(r"frame_left_(\d+)\.png")  # other files in the folder are ignored
 
 
 def find(root: Path) -> list[Path]:
@@ -32,7 +33,10 @@ def _rows(path: Path, n: int) -> list[list[float]]:
     rows = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
-            vals = [float(v) for v in line.split()]
+            try:
+                vals = [float(v) for v in line.split()]
+            except ValueError:
+                raise CaptureError(path, f"line {lineno}: not numbers") from None
             if len(vals) != n:
                 raise CaptureError(path, f"line {lineno}: expected {n} values, got {len(vals)}")
             rows.append(vals)
@@ -43,12 +47,14 @@ def open_capture(path: Path, capture_id: str, opts: dict) -> SequenceCapture:
     intr = _rows(path / "cam_data" / "intrinsics.txt", 4)
     extr = _rows(path / "cam_data" / "extrinsics.txt", 16)
     frames = []
-    for rgb in sorted((path / "frame_left").glob("frame_left_*.png")):
-        i = int(re.findall(r"\d+", rgb.stem)[-1])
-        if i - 1 >= len(intr):
-            raise CaptureError(path / "cam_data" / "intrinsics.txt", f"no line for frame {i}")
+    for i, rgb in numbered((path / "frame_left").iterdir(), RGB_NAME):
+        disp = path / "disp1_left" / f"disp1_left_{i:04d}.dsp5"
+        if not 1 <= i <= len(intr):
+            frames.append(FrameFiles(i, rgb, disp, None, None,
+                                     problem=f"{path / 'cam_data' / 'intrinsics.txt'}: no line for frame {i}"))
+            continue
         pose = invert_pose(np.array(extr[i - 1]).reshape(4, 4)) if i - 1 < len(extr) else None
-        frames.append(FrameFiles(i, rgb, path / "disp1_left" / f"disp1_left_{i:04d}.dsp5", pinhole(*intr[i - 1]), pose))
+        frames.append(FrameFiles(i, rgb, disp, pinhole(*intr[i - 1]), pose))
 
     def load(p: Path, f: FrameFiles) -> np.ndarray:
         import h5py

@@ -18,11 +18,12 @@ import cv2
 import numpy as np
 
 from dav_builder.capture.base import CaptureError, FrameError
-from dav_builder.capture.datasets.common import FrameFiles, SequenceCapture, invert_pose, pinhole
+from dav_builder.capture.datasets.common import FrameFiles, SequenceCapture, invert_pose, numbered, pinhole
 from dav_builder.capture.discover import Layout, register
 
 NAME = "vkitti2"
 INVALID_CM = 65535
+RGB_NAME = re.compile(r"rgb_(\d+)\.jpg")  # other files in the folder are ignored
 
 
 def find(root: Path) -> list[Path]:
@@ -53,18 +54,22 @@ def load_depth(path: Path, _f) -> np.ndarray:
 
 
 def open_capture(path: Path, capture_id: str, opts: dict) -> SequenceCapture:
-    cam = int(path.name.split("_")[-1])
+    try:
+        cam = int(path.name.split("_")[-1])
+    except ValueError:
+        raise CaptureError(path, "camera folder must be named Camera_<number>") from None
     base = path.parents[2]  # <Scene>/<variation>
     intr, extr = _table(base / "intrinsic.txt"), _table(base / "extrinsic.txt")
     frames = []
-    for rgb in sorted(path.glob("rgb_*.jpg")):
-        i = int(re.findall(r"\d+", rgb.stem)[-1])
+    for i, rgb in numbered(path.iterdir(), RGB_NAME):
         k = intr.get((i, cam))
-        if k is None:
-            raise CaptureError(base / "intrinsic.txt", f"no intrinsics for frame {i} camera {cam}")
-        e = extr.get((i, cam))
-        pose = invert_pose(np.array(e).reshape(4, 4)) if e else None
         depth = base / "frames" / "depth" / path.name / f"depth_{i:05d}.png"
+        if k is None or len(k) < 4:
+            frames.append(FrameFiles(i, rgb, depth, None, None,
+                                     problem=f"{base / 'intrinsic.txt'}: no intrinsics for frame {i} camera {cam}"))
+            continue
+        e = extr.get((i, cam))
+        pose = invert_pose(np.array(e).reshape(4, 4)) if e and len(e) == 16 else None
         frames.append(FrameFiles(i, rgb, depth, pinhole(*k[:4]), pose))
     return SequenceCapture(path, capture_id, NAME, float(opts.get("fps", 10.0)), frames, load_depth)
 
