@@ -36,9 +36,18 @@ Configs are YAML with model: and train: sections (see docs/training.md); 'base: 
 
 EVAL_EPILOG = """\b
 Examples:
+  # the public benchmarks in their official layouts: a table like the paper's (markdown + JSON)
+  dav-train eval runs/svd --benchmark scannetpp=/data/scannetpp --benchmark kitti=/data/kitti --out eval.json
+  dav-train eval /models/depth-any-video --benchmark nyuv2=/data/nyu --steps 3 --ensemble 20
+  dav-train eval runs/tiny --benchmark sintel=/data/sintel --set sintel.frames=16 --protocol paper,tae=zbuffer
+\b
+  # a dav-build dataset (per clip, as JSON)
   dav-train eval runs/tiny demo-out/dataset
-  dav-train eval runs/svd /data/eval-set --steps 3 --ensemble 3 --out eval.json
-  dav-train eval runs/svd /data/dav-v1 --split val          (the clips the run held out)
+  dav-train eval runs/svd /data/dav-v1 --split val --out eval.json       (the clips the run held out)
+\b
+Benchmarks: scannetpp, scannet, kitti, nyuv2, sintel, bonn, eth3d, diode (layouts: docs/evaluation.md).
+Protocols: paper (as the released evaluation), zbuffer, per-frame, dav; switches fit=sequence|frame,
+average=frame|clip, caps=dataset|gt, tae=official|zbuffer|none.
 """
 
 
@@ -52,8 +61,10 @@ Examples:
                    "Default: tiny, or the run's own config with --resume.")
 @click.option("--max-steps", type=int, default=None, help="Optimizer steps (overrides train.max_steps).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
+@click.option("--wandb", "wandb_project", default=None, metavar="PROJECT",
+              help="Also log to this Weights & Biases project (train.wandb_project; needs pip install wandb).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def train_command(dataset, run, config_file, preset, max_steps, resume, quiet) -> None:
+def train_command(dataset, run, config_file, preset, max_steps, resume, wandb_project, quiet) -> None:
     """Train on the kept clips of DATASET (a directory written by dav-build). Writes RUN/metrics.jsonl,
     RUN/checkpoints/ and, at the end, the model in diffusers format in RUN/final/."""
     from dav_builder.model.checkpoint import CheckpointError
@@ -64,7 +75,9 @@ def train_command(dataset, run, config_file, preset, max_steps, resume, quiet) -
 
     overrides: dict = {}
     if max_steps is not None:
-        overrides["train"] = {"max_steps": max_steps}
+        overrides.setdefault("train", {})["max_steps"] = max_steps
+    if wandb_project is not None:
+        overrides.setdefault("train", {})["wandb_project"] = wandb_project
     saved = run / CONFIG
     try:
         if resume and config_file is None and preset is None and saved.is_file():
@@ -80,31 +93,67 @@ def train_command(dataset, run, config_file, preset, max_steps, resume, quiet) -
         sys.exit(2)
 
 
+def _eval_defaults(device: str | None, steps: int | None, ensemble: int | None) -> tuple[int, int]:
+    """The paper's 3 steps and ensemble of 20 on a GPU; 1 and 1 on a CPU (20 draws of 3 steps are
+    60 passes of the UNet per clip)."""
+    import torch
+
+    gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    return steps or (3 if gpu else 1), ensemble or (20 if gpu else 1)
+
+
 @click.command(context_settings=CTX, epilog=EVAL_EPILOG)
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("dataset", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--benchmark", "-b", "benchmarks", multiple=True, metavar="NAME=PATH",
+              help="A public benchmark in its official layout (repeat for several).")
+@click.option("--set", "settings", multiple=True, metavar="NAME.OPTION=VALUE",
+              help="A reader option, e.g. kitti.crop=garg, scannetpp.frames=32 (see docs/evaluation.md).")
+@click.option("--protocol", default=None,
+              help="Preset, optionally with switches: paper | zbuffer | per-frame | dav [,fit=..,tae=..]. "
+                   "Default: paper for benchmarks, dav for a DATASET.")
+@click.option("--max-res", type=click.IntRange(0), default=960, show_default=True,
+              help="Benchmarks: longest side the frames are resized to before prediction (0 = as they are).")
 @click.option("--out", "-o", "out_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the JSON here (default: standard output).")
-@click.option("--steps", type=click.IntRange(1, 50), default=1, show_default=True, help="Euler steps.")
-@click.option("--ensemble", type=click.IntRange(1, 20), default=1, show_default=True,
-              help="Seeds to predict with, aligned and median-combined.")
+              help="Write the JSON here (benchmarks: also the markdown table, as .md beside it).")
+@click.option("--steps", type=click.IntRange(1, 50), default=None,
+              help="Euler steps. Default: 3 (the paper's) on a GPU, 1 on a CPU; 1 for a DATASET.")
+@click.option("--ensemble", type=click.IntRange(1, 50), default=None,
+              help="Noise draws per clip, aligned and median-combined. Default: 20 (the paper's) on a GPU, "
+                   "1 on a CPU; 1 for a DATASET.")
 @click.option("--split", type=click.Choice(["all", "val"]), default="all", show_default=True,
-              help="all kept clips, or only those the run held out for validation.")
-@click.option("--max-clips", type=int, default=None, help="Evaluate at most this many clips.")
+              help="DATASET: all kept clips, or only those the run held out for validation.")
+@click.option("--max-clips", type=int, default=None, help="Evaluate at most this many clips (per benchmark).")
 @click.option("--interpolator", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="An interpolation run for clips longer than the model's window.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when present).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def eval_command(run, dataset, out_file, steps, ensemble, split, max_clips, interpolator, device, quiet) -> None:
-    """Report AbsRel, delta1 and TAE of the model in RUN on the kept clips of DATASET, per clip and overall,
-    as JSON. Predictions are aligned to the ground truth's disparity by least squares, per clip."""
+def eval_command(run, dataset, benchmarks, settings, protocol, max_res, out_file, steps, ensemble, split, max_clips,
+                 interpolator, device, quiet) -> None:
+    """Score the model in RUN (a dav-train run, its export, or the released Depth Any Video folder):
+    on public benchmarks (--benchmark NAME=PATH: a table like the paper's: AbsRel, delta1 and TAE per
+    data set), or on the kept clips of a dav-build DATASET (per clip and overall, as JSON)."""
     from dav_builder.model.data import DatasetError
+
+    echo = lambda m: click.echo(m, err=True)  # noqa: E731
+    if benchmarks and dataset is not None:
+        raise click.UsageError("give either DATASET or --benchmark NAME=PATH, not both")
+    if not benchmarks and dataset is None:
+        raise click.UsageError("give a DATASET written by dav-build, or --benchmark NAME=PATH (e.g. kitti=/data/kitti)")
+    if benchmarks:
+        _eval_benchmarks(run, benchmarks, settings, protocol, max_res, out_file, steps, ensemble, max_clips,
+                         interpolator, device, quiet, echo)
+        return
+    from dav_builder.evaluation.protocol import protocol_from
     from dav_builder.model.evaluate import evaluate
 
     try:
-        report = evaluate(run, dataset, steps=steps, split=split, max_clips=max_clips, ensemble=ensemble,
-                          device=device, interpolator=interpolator, progress=not quiet,
-                          echo=lambda m: click.echo(m, err=True))
+        proto = protocol_from(protocol or "dav")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        report = evaluate(run, dataset, steps=steps or 1, split=split, max_clips=max_clips, ensemble=ensemble or 1,
+                          device=device, interpolator=interpolator, progress=not quiet, echo=echo, protocol=proto)
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         click.echo(f"dav-train eval: error: {exc}", err=True)
         sys.exit(2)
@@ -116,6 +165,38 @@ def eval_command(run, dataset, out_file, steps, ensemble, split, max_clips, inte
                    err=True)
     else:
         click.echo(text)
+
+
+def _eval_benchmarks(run, benchmarks, settings, protocol, max_res, out_file, steps, ensemble, max_clips,
+                     interpolator, device, quiet, echo) -> None:
+    from dav_builder.evaluation.protocol import protocol_from
+    from dav_builder.evaluation.runner import evaluate_benchmarks, parse_benchmarks
+    from dav_builder.evaluation.sample import ReaderError
+    from dav_builder.evaluation.table import markdown
+    from dav_builder.model.predictor import VideoDepthPredictor
+
+    try:
+        proto = protocol_from(protocol or "paper")
+        specs = parse_benchmarks(list(benchmarks), list(settings))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    steps, ensemble = _eval_defaults(device, steps, ensemble)
+    try:
+        predictor = VideoDepthPredictor.from_pretrained(run, device=device, steps=steps, interpolator_path=interpolator,
+                                                        ensemble=ensemble)
+        report = evaluate_benchmarks(predictor, specs, proto, max_res=max_res, max_clips=max_clips,
+                                     progress=not quiet, echo=echo)
+    except (ReaderError, FileNotFoundError, ValueError, OSError) as exc:
+        click.echo(f"dav-train eval: error: {exc}", err=True)
+        sys.exit(2)
+    report = {"model": str(run), "steps": steps, "ensemble": ensemble, **report}
+    table = markdown([report])
+    if out_file:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps(report, indent=1) + "\n")
+        out_file.with_suffix(".md").write_text(table)
+        echo(f"dav-train eval: {out_file} and {out_file.with_suffix('.md')}")
+    click.echo(table)
 
 
 def main(argv: list[str] | None = None) -> None:

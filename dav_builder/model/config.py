@@ -113,6 +113,19 @@ class TrainConfig:
     memory; ``batch_sizes`` still overrides single buckets."""
     log_every: int = 1
     """Steps between lines of metrics.jsonl."""
+    eval_clips: int = 2
+    """Held-out (validation) clips, the longest, on which AbsRel, delta1 and TAE are measured during training and
+    logged as eval_abs_rel, eval_delta1, eval_tae (0 = off); see dav_builder/evaluation/heldout.py."""
+    eval_frames: int = 8
+    """First frames of each of those clips that are predicted (0 = all)."""
+    eval_every: int = 0
+    """Steps between those evaluations (0 = with every validation pass, ``val_every``); also at the end."""
+    eval_steps: int = 1
+    """Euler steps of the predictions scored during training."""
+    tensorboard: bool = True
+    """Also write TensorBoard event files to RUN/tensorboard/ (``tensorboard --logdir RUN``)."""
+    wandb_project: str = ""
+    """Also log to this Weights & Biases project (needs ``pip install wandb``; skipped with a message if absent)."""
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":

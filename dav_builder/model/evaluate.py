@@ -1,25 +1,22 @@
-"""``dav-train eval``: AbsRel, delta1 and TAE of a trained model on the kept clips of a dataset."""
+"""``dav-train eval RUN DATASET``: AbsRel, delta1 and TAE of a trained model on the kept clips of a
+dav-build dataset, per clip and overall, with a protocol of :mod:`dav_builder.evaluation.protocol`
+(default ``dav``: one fit per clip, each clip's own depth range, per-clip means, z-buffered TAE)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from dav_builder.evaluation.protocol import PRESETS, Protocol, aggregate, score_clip, valid_mask
 from dav_builder.model.data import ClipReader, kept_clips, split_train_val
-from dav_builder.model.metrics import evaluate_clip
-
-
-def _mean(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.mean(vals)) if vals else None
 
 
 def evaluate(run: Path, dataset: Path, steps: int = 1, split: str = "all", max_clips: int | None = None,
              ensemble: int = 1, device: str | None = None, interpolator: Path | None = None,
-             progress: bool = True, echo: Callable[[str], None] = print) -> dict:
+             progress: bool = True, echo: Callable[[str], None] = print,
+             protocol: Protocol = PRESETS["dav"]) -> dict:
     """Predict every selected clip whole (long clips through the long-video path) and score it."""
     from tqdm import tqdm
 
@@ -36,24 +33,25 @@ def evaluate(run: Path, dataset: Path, steps: int = 1, split: str = "all", max_c
     elif split != "all":
         raise ValueError(f"split must be 'all' or 'val', got {split!r}")
     clips = sorted(clips, key=lambda c: c.clip_id)[: max_clips or None]
-    predictor = VideoDepthPredictor.from_pretrained(run, device=device, steps=steps, interpolator_path=interpolator)
+    predictor = VideoDepthPredictor.from_pretrained(run, device=device, steps=steps, interpolator_path=interpolator,
+                                                    ensemble=ensemble)
     reader = ClipReader(Path(dataset))
-    rows = []
+    rows, scores = [], []
     for ref in tqdm(clips, desc="eval", unit="clip", disable=not progress):
         frames = reader.read(ref, list(range(ref.num_frames)))
-        if ensemble > 1:
-            pred = predictor.ensemble(frames.rgb, frames.frame_indices, seeds=ensemble)
-        else:
-            pred = predictor(frames.rgb, frames.frame_indices)
+        pred = predictor(frames.rgb, frames.frame_indices)
         K, pose = frames.meta.get("K"), frames.meta.get("cam_to_world")
+        valid = valid_mask(frames.depth, None, 1e-3, np.inf)
         try:
-            m = evaluate_clip(pred, frames.depth, np.asarray(K) if K else None, np.asarray(pose) if pose else None)
+            s = score_clip(ref.clip_id, pred, frames.depth, valid, protocol, 1e-3, np.inf,
+                           np.asarray(K, np.float64) if K else None, np.asarray(pose, np.float64) if pose else None)
         except ValueError as exc:
             echo(f"eval: clip {ref.clip_id} skipped: {exc}")
             continue
+        scores.append(s)
         rows.append({"clip_id": ref.clip_id, "bucket": ref.bucket, "frames": ref.num_frames,
-                     "abs_rel": m.abs_rel, "delta1": m.delta1, "tae": m.tae})
-    overall = {"clips": len(rows), "abs_rel": _mean([r["abs_rel"] for r in rows]),
-               "delta1": _mean([r["delta1"] for r in rows]), "tae": _mean([r["tae"] for r in rows])}
+                     "abs_rel": s.mean("abs_rel"), "delta1": s.mean("delta1"), "tae": s.tae})
+    summary = aggregate(scores, protocol.average)
+    overall = {"clips": summary.clips, "abs_rel": summary.abs_rel, "delta1": summary.delta1, "tae": summary.tae}
     return {"run": str(run), "dataset": str(dataset), "steps": steps, "split": split, "ensemble": ensemble,
-            "overall": overall, "clips": rows}
+            "protocol": protocol.to_dict(), "overall": overall, "clips": rows}

@@ -81,11 +81,15 @@ class VideoDepthPredictor:
     so the result does not depend on it)."""
 
     def __init__(self, model: DepthAnyVideo, device: str | None = None, steps: int = 1,
-                 interpolator: DepthAnyVideo | None = None):
+                 interpolator: DepthAnyVideo | None = None, ensemble: int = 1):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device).eval()
         self.interpolator = interpolator.to(self.device).eval() if interpolator is not None else None
         self.steps = steps
+        if ensemble < 1:
+            raise ValueError(f"ensemble must be at least 1, got {ensemble}")
+        self.ensemble_size = ensemble
+        """Noise draws per prediction, aligned and median-combined (:mod:`dav_builder.model.ensemble`)."""
         self.window = model.config.window
         self.interp_window = interpolator.config.window if interpolator is not None else None
         self.calls: deque[tuple[str, list[int]]] = deque(maxlen=10_000)
@@ -93,7 +97,7 @@ class VideoDepthPredictor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, steps: int = 1,
-                        interpolator_path: str | Path | None = None) -> "VideoDepthPredictor":
+                        interpolator_path: str | Path | None = None, ensemble: int = 1) -> "VideoDepthPredictor":
         """``path``: a run, an export, or the released folder (whose ``unet_interp/`` becomes the interpolator
         unless ``interpolator_path`` names another)."""
         from dav_builder.model.interp import DepthInterpolator
@@ -105,7 +109,7 @@ class VideoDepthPredictor:
             interp = DepthInterpolator.from_pretrained(resolve_model_dir(interpolator_path))
         elif (root / "unet_interp" / "config.json").is_file():
             interp = DepthInterpolator.from_pretrained(root, subfolder="unet_interp")
-        return cls(model, device, steps, interp)
+        return cls(model, device, steps, interp, ensemble=ensemble)
 
     def _tensor(self, rgb: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -199,10 +203,16 @@ class VideoDepthPredictor:
             raise ValueError("latents of a long video need an interpolator and consecutive frames")
         return self._long_latents(x, indices, g)
 
-    @torch.no_grad()
     def __call__(self, rgb: np.ndarray, frame_indices: list[int] | None = None, seed: int = 0) -> np.ndarray:
         """Disparity (T, H, W), float32, affine-invariant, for RGB frames (T, H, W, 3): uint8 in
-        [0, 255], or float in [0, 1] (converted with :func:`as_uint8_frames`)."""
+        [0, 255], or float in [0, 1] (converted with :func:`as_uint8_frames`); with ``ensemble`` N > 1,
+        the combination of N noise draws (seeds ``seed`` .. ``seed + N - 1``)."""
+        if self.ensemble_size > 1:
+            return self.ensemble(rgb, frame_indices, seeds=self.ensemble_size, first_seed=seed)
+        return self._predict_video(rgb, frame_indices, seed)
+
+    @torch.no_grad()
+    def _predict_video(self, rgb: np.ndarray, frame_indices: list[int] | None = None, seed: int = 0) -> np.ndarray:
         rgb, indices = self._check(rgb, frame_indices)
         if len(indices) <= self.window or self._uses_interpolator(indices):
             h, w = rgb.shape[1:3]
@@ -218,6 +228,9 @@ class VideoDepthPredictor:
             out[pos] = depth
         return out
 
-    def ensemble(self, rgb: np.ndarray, frame_indices: list[int] | None = None, seeds: int = 3) -> np.ndarray:
-        """Median of ``seeds`` predictions after least-squares alignment."""
-        return ensemble([self(rgb, frame_indices, seed=s) for s in range(seeds)])
+    def ensemble(self, rgb: np.ndarray, frame_indices: list[int] | None = None, seeds: int = 3,
+                 first_seed: int = 0) -> np.ndarray:
+        """Median of ``seeds`` predictions (different noise) after aligning them to one another."""
+        from dav_builder.model.ensemble import ensemble as combine
+
+        return combine([self._predict_video(rgb, frame_indices, seed=first_seed + s) for s in range(seeds)])

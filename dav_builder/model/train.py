@@ -277,7 +277,16 @@ def train(dataset: Path, run: Path, cfg: RunConfig, resume: bool = False, progre
         model.train()
         return sum(losses) / len(losses)
 
-    log = open(run / METRICS, "a") if dist.main else None
+    heldout = []
+    if dist.main and tc.eval_clips > 0 and val_clips and cfg.model.task == "video":
+        from dav_builder.evaluation.heldout import load_heldout
+
+        heldout = load_heldout(dataset, val_clips, tc.eval_clips, tc.eval_frames)
+    log = None
+    if dist.main:
+        from dav_builder.evaluation.trainlog import TrainLogger
+
+        log = TrainLogger(run, start, tc.tensorboard, tc.wandb_project, cfg.to_dict(), echo)
     losses: list[float] = []
     val_loss = None
     model.train()
@@ -326,14 +335,19 @@ def train(dataset: Path, run: Path, cfg: RunConfig, resume: bool = False, progre
             validated = bool(tc.val_every and step % tc.val_every == 0) or step == tc.max_steps
             if validated:
                 val_loss = validate()
-            if log is not None and (step % tc.log_every == 0 or validated):
+            evaluated = {}
+            if heldout and ((step % tc.eval_every == 0 or step == tc.max_steps) if tc.eval_every else validated):
+                evaluated = _evaluate_heldout(model, ema, heldout, device, tc.eval_steps)
+                model.train()
+                model.vae.eval()
+            if log is not None and (step % tc.log_every == 0 or validated or evaluated):
                 rec = {"step": step, "loss": round(step_loss, 7), "lr": lr, "grad_norm": round(float(grad_norm), 6),
                        "bucket": batch.bucket, "frames": frames, "sigma": sigma, "data_s": round(data_s, 4),
                        "step_s": round(elapsed, 4)}
                 if validated and val_loss is not None:
                     rec["val_loss"] = round(val_loss, 7)
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                rec.update(evaluated)
+                log.log(rec)
             if step % tc.checkpoint_every == 0 or step == tc.max_steps:
                 if dist.main:
                     ck = {"step": step, "unet": _trainable_state(model), "optimizer": opt.state_dict(),
@@ -358,6 +372,20 @@ def train(dataset: Path, run: Path, cfg: RunConfig, resume: bool = False, progre
     if dist.world > 1:
         torch.distributed.barrier()
     return TrainResult(run, step, final, losses, val_loss)
+
+
+def _evaluate_heldout(model: DepthAnyVideo, ema: EMA | None, clips: list, device: torch.device, steps: int) -> dict:
+    """AbsRel, delta1, TAE on the held-out clips, with the EMA weights the export will have."""
+    from dav_builder.evaluation.heldout import evaluate_heldout
+    from dav_builder.model.predictor import VideoDepthPredictor
+
+    if ema is not None:
+        ema.swap()
+    try:
+        return evaluate_heldout(VideoDepthPredictor(model, str(device), steps=steps), clips)
+    finally:
+        if ema is not None:
+            ema.swap()
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
