@@ -5,9 +5,16 @@ tar.  The pipeline additionally reads and converts every depth frame, detects sc
 model-free checks, and writes depth as float16 ``.npy``.  Also compares scene detection with
 the ``scenedetect`` command on the same frames.
 
+Each build runs in a fresh process (its time counts everything from ``build_dataset`` on: Ray's
+start-up included, the interpreter's imports not), ``--runs`` times; medians and ranges are
+reported.  Builds: the default (no flags: the executor is chosen automatically), ``--local``, and
+Ray with 1 and 2 CPUs; for each, the driver's CPU seconds per 1,000 frames and the bytes the
+driver received (``stats.json``) against the dataset's bytes.  Finally a paper-scale estimate
+from the measured per-core throughput.
+
 Run by hand (results go to docs/benchmarks.md):
 
-    .venv/bin/python benchmarks/bench_build.py --captures 4 --frames 300 --width 640 --height 352
+    .venv/bin/python benchmarks/bench_build.py --captures 4 --frames 300 --width 640 --height 352 --runs 5
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import tarfile
 import tempfile
@@ -93,14 +101,48 @@ def run_floor(captures: list[Path], work: Path, procs: int) -> tuple[int, float]
     return frames, time.perf_counter() - t0
 
 
-def run_build(captures_root: Path, out: Path, executor: str) -> tuple[dict, float]:
+def _build_job(args) -> tuple[dict, float, int]:
+    captures_root, out, executor, num_cpus = args
     from dav_builder.pipeline.build import build_dataset
     from dav_builder.pipeline.config import load_config
 
-    cfg = load_config(overrides={"run": {"executor": executor}})
+    run = {"executor": executor}
+    if num_cpus:
+        run.update(num_cpus=num_cpus, object_store_mb=512)
+    cfg = load_config(overrides={"run": run})
     t0 = time.perf_counter()
     result = build_dataset([captures_root], out, cfg, progress=False, say=lambda s: None)
-    return result.stats, time.perf_counter() - t0
+    secs = time.perf_counter() - t0
+    data = sum(p.stat().st_size for p in Path(out).rglob("*.tar"))
+    if executor == "ray":
+        import ray
+
+        ray.shutdown()
+    return result.stats, secs, data
+
+
+def run_build(captures_root: Path, out: Path, executor: str, num_cpus: int | None = None) -> tuple[dict, float, int]:
+    """One build in a fresh process (not a pool's daemon: the build starts processes of its own):
+    (stats, seconds, dataset bytes)."""
+    shutil.rmtree(out, ignore_errors=True)
+    job = json.dumps([str(captures_root), str(out), executor, num_cpus])
+    res = subprocess.run([os.sys.executable, __file__, "--one-build", job], check=True, capture_output=True, text=True)
+    stats, secs, data = json.loads(res.stdout.strip().splitlines()[-1])
+    return stats, secs, data
+
+
+def paper_estimate(per_core_fps: float, width: int, height: int) -> list[str]:
+    """Hours for the paper's scale (40,000 clips, about 6M frames at 960x540) on N nodes of M cores."""
+    frames = 6_000_000
+    scale = (960 * 540) / (width * height)  # decoding and writing cost grows with the pixels
+    per_core = per_core_fps / scale
+    lines = [f"paper scale: {frames:,} frames at 960x540; measured {per_core_fps:.1f} frames/s per worker "
+             f"(frames / worker-seconds of the default build, every core busy; a worker taken as one core) at "
+             f"{width}x{height} -> {per_core:.1f} at 960x540 (cost taken as proportional to pixels; no model scoring)"]
+    for nodes, cores in ((1, 16), (4, 16), (16, 32), (64, 32)):
+        hours = frames / (per_core * nodes * cores) / 3600
+        lines.append(f"  {nodes:3d} node(s) x {cores} cores: {hours:7.2f} h")
+    return lines
 
 
 def compare_codecs(caps_root: Path, work: Path, codecs: list[str]) -> None:
@@ -152,12 +194,24 @@ def scenedetect_cli(capture: Path) -> float:
     return time.perf_counter() - t0
 
 
+def _median_range(values: list[float]) -> str:
+    v = sorted(values)
+    return f"{statistics.median(v):8.1f} (range {v[0]:.1f}-{v[-1]:.1f})"
+
+
 def main() -> None:
+    if len(os.sys.argv) == 3 and os.sys.argv[1] == "--one-build":
+        root, out, executor, cpus = json.loads(os.sys.argv[2])
+        print(json.dumps(_build_job((Path(root), Path(out), executor, cpus))))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--captures", type=int, default=4)
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=352)
+    ap.add_argument("--runs", type=int, default=5, help="runs of each build (medians are reported)")
+    ap.add_argument("--builds", default="default,local,ray1,ray2", help="which builds to run")
+    ap.add_argument("--detection", action="store_true", help="also compare scene detection with the scenedetect command")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--codecs", nargs="*", default=None, metavar="CODEC",
                     help="only compare local builds with these depth codecs (npy, npz, npz1...npz9: zlib level)")
@@ -173,28 +227,51 @@ def main() -> None:
         compare_codecs(caps_root, work, args.codecs)
         return
     print(f"machine: {platform.processor() or platform.machine()}, {ncpu} cores, python {platform.python_version()}")
-    print(f"input: {len(captures)} captures x {args.frames} frames at {args.width}x{args.height}")
-    results = {}
-    for procs in (1, ncpu):
-        frames, secs = run_floor(captures, work, procs)
-        results[f"floor_{procs}proc"] = frames / secs
-        print(f"floor ({procs} process{'es' if procs > 1 else ''}): {frames / secs:8.1f} frames/s")
-    for executor in ("local", "ray"):
-        out = work / f"dataset-{executor}"
-        shutil.rmtree(out, ignore_errors=True)
-        stats, secs = run_build(caps_root, out, executor)
-        results[f"build_{executor}"] = stats["frames_read"] / secs
-        print(f"dav-build ({executor}): {stats['frames_read'] / secs:8.1f} frames/s end to end "
-              f"({secs:.1f} s incl. start-up; {stats['clips_written']} clips)   stages: {stats['seconds_per_stage']}")
-    cli = scenedetect_cli(captures[0])
-    for threads in sorted({1, min(4, ncpu)}):
-        n, secs = detection_only(captures[0], threads)
-        print(f"scene detection ({threads} decode thread{'s' if threads > 1 else ''}): ours {n / secs:8.1f} frames/s, "
-              f"scenedetect command {n / cli:8.1f} frames/s")
-    best = max(results[f"build_{e}"] for e in ("local", "ray"))
-    print(f"ratio floor({ncpu}proc)/build(ray): {results[f'floor_{ncpu}proc'] / results['build_ray']:.2f}x;"
-          f" floor(1proc)/build(local): {results['floor_1proc'] / results['build_local']:.2f}x;"
-          f" best floor / best build: {max(results['floor_1proc'], results[f'floor_{ncpu}proc']) / best:.2f}x")
+    print(f"input: {len(captures)} captures x {args.frames} frames at {args.width}x{args.height}; {args.runs} runs each")
+    floors: dict[int, list[float]] = {1: [], ncpu: []}
+    builds = {"default": ("auto", None), "local": ("local", None), "ray1": ("ray", 1), "ray2": ("ray", 2)}
+    chosen = [b for b in args.builds.split(",") if b in builds]
+    fps: dict[str, list[float]] = {b: [] for b in chosen}
+    last: dict[str, tuple[dict, int]] = {}
+    for run in range(args.runs):  # interleaved, so that a noisy minute hits every variant alike
+        for procs in floors:
+            frames, secs = run_floor(captures, work, procs)
+            floors[procs].append(frames / secs)
+        for name in chosen:
+            executor, cpus = builds[name]
+            stats, secs, data = run_build(caps_root, work / f"dataset-{name}", executor, cpus)
+            fps[name].append(stats["frames_read"] / secs)
+            last[name] = (stats, data)
+        print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in {**{f'floor{p}': floors[p] for p in floors},
+                                                                         **fps}.items()) + " frames/s")
+    for procs, values in floors.items():
+        print(f"floor ({procs} process{'es' if procs > 1 else ''}):     {_median_range(values)} frames/s")
+    floor1 = statistics.median(floors[1])
+    for name in chosen:
+        stats, data = last[name]
+        med = statistics.median(fps[name])
+        per_k = 1000 * stats["driver_cpu_seconds"] / max(1, stats["frames_read"])
+        running = stats.get("driver_cpu_seconds_running")
+        run_k = "" if running is None else f" ({1000 * running / max(1, stats['frames_read']):.3f} after start-up)"
+        print(f"dav-build {name:8s} ({stats['executor']}): {_median_range(fps[name])} frames/s, "
+              f"{floor1 / med:.2f}x the 1-process floor; driver {per_k:.2f} CPU s per 1,000 frames{run_k}, "
+              f"{stats['driver_bytes']:,} bytes to the driver = {100 * stats['driver_bytes'] / max(1, data):.3f} % "
+              f"of {data:,} dataset bytes")
+    if "ray1" in fps and "ray2" in fps:
+        print(f"Ray 2 CPUs / 1 CPU: {statistics.median(fps['ray2']) / statistics.median(fps['ray1']):.2f}x")
+    if "ray2" in fps and "local" in fps:
+        print(f"Ray 2 CPUs / --local: {statistics.median(fps['ray2']) / statistics.median(fps['local']):.2f}x")
+    if "default" in last:  # per-core throughput: frames per worker-second, all cores busy
+        stats = last["default"][0]
+        worker_seconds = sum(stats["seconds_per_stage"].values())
+        for line in paper_estimate(stats["frames_read"] / worker_seconds, args.width, args.height):
+            print(line)
+    if args.detection:
+        cli = scenedetect_cli(captures[0])
+        for threads in sorted({1, min(4, ncpu)}):
+            n, secs = detection_only(captures[0], threads)
+            print(f"scene detection ({threads} decode thread{'s' if threads > 1 else ''}): ours {n / secs:8.1f} "
+                  f"frames/s, scenedetect command {n / cli:8.1f} frames/s")
 
 
 if __name__ == "__main__":

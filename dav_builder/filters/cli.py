@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from dav_builder.storage.params import DatasetLocation
+
 SWEEP_EPILOG = """\b
 Examples:
   # every stored score: its distribution and the keep count over thresholds
@@ -116,7 +118,7 @@ def _pct(x: float) -> str:
 
 
 @main.command(epilog=SWEEP_EPILOG)
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", type=DatasetLocation("manifest"))
 @threshold_options
 @click.option("--grid", "grids", multiple=True, metavar="NAME=V1,V2,...",
               help="Thresholds to try for one score (repeatable; default: quantiles of its stored values).")
@@ -211,7 +213,7 @@ def sweep(dataset, depth_threshold, semantic_threshold, checks, grids, labels, m
 
 
 @main.command(epilog=APPLY_EPILOG)
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", type=DatasetLocation("kept"))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="New dataset directory.")
 @threshold_options
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out and start again (default: resume it).")
@@ -234,7 +236,7 @@ def apply(dataset, out, depth_threshold, semantic_threshold, checks, overwrite, 
 
 
 @main.command(epilog=REPORT_EPILOG)
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", type=DatasetLocation("all"))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Directory for the HTML report.")
 @click.option("--kept-sample", type=click.IntRange(0), default=48, show_default=True,
               help="Kept clips shown (a random sample).")

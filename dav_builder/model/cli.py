@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from dav_builder.storage.params import DatasetLocation
+
 CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 TRAIN_EPILOG = """\b
@@ -52,7 +54,7 @@ average=frame|clip, caps=dataset|gt, tae=official|zbuffer|none.
 
 
 @click.command(context_settings=CTX, epilog=TRAIN_EPILOG)
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", type=DatasetLocation("kept"))
 @click.option("--out", "-o", "run", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML with model: and train: sections, applied over the preset.")
@@ -104,7 +106,7 @@ def _eval_defaults(device: str | None, steps: int | None, ensemble: int | None) 
 
 @click.command(context_settings=CTX, epilog=EVAL_EPILOG)
 @click.argument("run", type=click.Path(path_type=Path))
-@click.argument("dataset", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", required=False, type=DatasetLocation("kept"))
 @click.option("--benchmark", "-b", "benchmarks", multiple=True, metavar="NAME=PATH",
               help="A public benchmark in its official layout (repeat for several).")
 @click.option("--set", "settings", multiple=True, metavar="NAME.OPTION=VALUE",

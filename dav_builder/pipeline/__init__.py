@@ -1,5 +1,6 @@
 """dav-build: the pipeline from captures to bucketed WebDataset shards.
 
-Stage logic (``splitter``, ``stages``, ``buckets``, ``spans``) is plain Python; ``executors`` is
-the only module that imports Ray; ``sink`` writes shards, manifest and stats in the driver.
+Stage logic (``splitter``, ``ranges``, ``stages``, ``buckets``, ``spans``) is plain Python;
+``executors`` is the only module that imports Ray; ``sink`` writes each work unit's shards in its
+worker, and manifest and stats in the driver.
 """

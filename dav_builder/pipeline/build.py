@@ -7,22 +7,23 @@ are not yet complete, close the shards, write manifest and stats.
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
 
+from dav_builder.capture.base import CaptureError
 from dav_builder.capture.discover import CaptureRef, find_captures
 from dav_builder.filters.stage import ScoringStage
 from dav_builder.pipeline.config import BuildConfig
+from dav_builder.pipeline.executors import WorkerFailed, describe_executor, local_processes, run_local, run_ray
 from dav_builder.pipeline.sink import BUILD_STATE, STATS, DatasetSink
-from dav_builder.pipeline.stages import Item
-from dav_builder.shards.writer import STATE_DIR, atomic_write_json
+from dav_builder.shards.writer import STATE_DIR
+from dav_builder.storage import Store, is_url, open_store, stage_tree
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ class BuildError(RuntimeError):
 
 @dataclass
 class BuildResult:
-    dataset: Path
+    dataset: Path | str
+    """The dataset's local path, or its URL."""
     stats: dict
     skipped: bool = False
     """True when the dataset was already complete and nothing was done."""
@@ -44,43 +46,83 @@ def scoring_uses_models(cfg: BuildConfig) -> bool:
     return bool(ScoringStage(cfg.scoring).uses_models())
 
 
-def _check_output(out: Path, cfg: BuildConfig, inputs: list[str], overwrite: bool) -> dict | None:
-    """Prepare ``out``; return the stats of a finished identical build, or None to build."""
-    state = out / STATE_DIR / BUILD_STATE
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    if out.exists() and any(out.iterdir()) and not state.exists():
-        raise BuildError(f"{out}: exists and is not a dav-build output; choose an empty or new directory")
-    if state.exists():
-        prev = json.loads(state.read_text())
+def _check_output(store: Store, cfg: BuildConfig, inputs: list[str], overwrite: bool) -> dict | None:
+    """Prepare the dataset location; return the stats of a finished identical build, or None to build."""
+    state = f"{STATE_DIR}/{BUILD_STATE}"
+    if overwrite and not store.is_empty():
+        store.rm_tree()
+    has_state = store.exists(state)
+    if not has_state and not store.is_empty():
+        raise BuildError(f"{store.display()}: exists and is not a dav-build output; choose an empty or new location")
+    if has_state:
+        prev = store.read_json(state)
         if prev.get("config_fingerprint") != cfg.fingerprint() or prev.get("inputs") != inputs:
             raise BuildError(
-                f"{out}: holds a build with other inputs or settings; rerun the same command to resume it, "
-                "pass --overwrite to start again, or choose another --out"
+                f"{store.display()}: holds a build with other inputs or settings; rerun the same command to resume "
+                "it, pass --overwrite to start again, or choose another --out"
             )
-        stats_path = out / STATS
-        if stats_path.exists():
-            stats = json.loads(stats_path.read_text())
+        if store.exists(STATS):
+            stats = store.read_json(STATS)
             if stats.get("complete"):
                 return stats
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(state, {"config_fingerprint": cfg.fingerprint(), "inputs": inputs, "config": cfg.to_dict()})
+    store.makedirs()
+    store.write_json(state, {"config_fingerprint": cfg.fingerprint(), "inputs": inputs, "config": cfg.to_dict()},
+                     fsync=True)
     return None
 
 
+def input_name(path: str | Path) -> str:
+    """How an input is recorded: an absolute path, or its URL."""
+    text = str(path)
+    if is_url(text):
+        return Store(text).url
+    return str(Path(text.removeprefix("file://")).resolve())
+
+
+def find_inputs(inputs: list[str], scratch: Path, local_paths: dict[str, str] | None = None) -> list[CaptureRef]:
+    """The captures under local paths and URLs.  Under a URL only the small metadata files are
+    downloaded (into ``scratch``) to recognise the layouts; a worker copies a capture's frames when
+    it processes it."""
+    roots: list[Path] = []
+    remote: dict[Path, str] = {}
+    for i, raw in enumerate(inputs):
+        if not is_url(raw):
+            roots.append(Path(str(raw).removeprefix("file://")))
+            continue
+        store = open_store(raw, "input", must_exist=True)
+        local = stage_tree(store.url, scratch / f"{i}" / Path(store.root).name, metadata_only=True)
+        remote[local.resolve()] = store.url
+        roots.append(local)
+    refs = find_captures(roots)
+    out = []
+    for ref in refs:
+        path = Path(ref.path).resolve()
+        for local, url in remote.items():
+            if path == local or local in path.parents:
+                rel = path.relative_to(local).as_posix()
+                if local_paths is not None:
+                    local_paths[ref.capture_id] = ref.path
+                ref = replace(ref, path=f"{url}/{rel}" if rel != "." else url)
+                break
+        out.append(ref)
+    return out
+
+
 def build_dataset(
-    inputs: list[Path],
-    out: Path,
+    inputs: list,
+    out,
     cfg: BuildConfig,
     overwrite: bool = False,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> BuildResult:
-    """Build (or resume, or confirm) the dataset at ``out`` from the captures under ``inputs``.
+    """Build (or resume, or confirm) the dataset at ``out`` (a path or URL) from the captures
+    under ``inputs`` (paths or URLs).
 
     One writer per output: the dataset's lock is taken first (a second build on ``out`` fails
-    at once naming the first, see :mod:`.lock`).  A full disk ends the build with one
-    :class:`BuildError` naming the path; a rerun after freeing space resumes it.
+    at once naming the first, see :mod:`.lock`; object-store URLs have no lock).  A full disk
+    ends the build with one :class:`BuildError` naming the path; a rerun after freeing space
+    resumes it.
     """
     from dav_builder.pipeline.lock import DatasetLocked, lock_dataset
     from dav_builder.pipeline.robust import disk_full_message
@@ -100,71 +142,106 @@ def build_dataset(
 
 
 def _build_dataset(
-    inputs: list[Path],
-    out: Path,
+    inputs: list,
+    out,
     cfg: BuildConfig,
     overwrite: bool = False,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> BuildResult:
     """:func:`build_dataset` once the output is locked."""
-    out = Path(out)
+    cpu0 = time.process_time()
     scoring = ScoringStage(cfg.scoring)
     scoring.validate()  # a configured model that is missing fails here, before any data is read
+    store = open_store(str(out), "--out")  # an unservable scheme or a missing bucket fails here too
+    for raw in inputs:
+        if is_url(str(raw)):
+            open_store(str(raw), "input", must_exist=True)
     for line in scoring.describe():
         say(line)
-    input_names = [str(Path(p).resolve()) for p in inputs]
-    finished = _check_output(out, cfg, input_names, overwrite)
+    input_names = [input_name(p) for p in inputs]
+    finished = _check_output(store, cfg, input_names, overwrite)
     if finished is not None:
-        say(f"{out}: already complete ({finished['clips_kept']} clips kept); nothing to do")
-        return BuildResult(out, finished, skipped=True)
+        say(f"{store.display()}: already complete ({finished['clips_kept']} clips kept); nothing to do")
+        return BuildResult(_result_path(store), finished, skipped=True)
 
-    refs: list[CaptureRef] = find_captures([Path(p) for p in inputs])
-    sink = DatasetSink(out, cfg)
-    todo = [r for r in refs if r.capture_id not in sink.done_captures()]
-    if len(todo) < len(refs):
-        say(f"resuming: {len(refs) - len(todo)} of {len(refs)} captures already complete, "
+    sink = DatasetSink(store, cfg)
+    with tempfile.TemporaryDirectory(prefix="dav-find-") as scratch:
+        local_paths: dict[str, str] = {}
+        refs = find_inputs([str(p) for p in inputs], Path(scratch), local_paths)
+        units = sink.plan(refs, ranges_planner(cfg, local_paths))
+    todo = len({u.ref.capture_id for u in units})
+    if todo < len(refs):
+        say(f"resuming: {len(refs) - todo} of {len(refs)} captures already complete, "
             f"{len(sink.committed)} clips already in shards")
-    say(f"{len(todo)} capture(s) to process with the {cfg.run.executor} executor")
+    executor, why = describe_executor(cfg)
+    say(f"{todo} capture(s) to process in {len(units)} work unit(s), executor: {executor} ({why})")
 
     t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), desc="captures", unit="capture", disable=not progress)
+    bar = tqdm(total=len(units), desc="units", unit="unit", disable=not progress)
     clips_bar = tqdm(desc="clips", unit="clip", disable=not progress)
-
     frames_this_run = 0
 
-    def receive(item: Item) -> None:
+    def receive(blob: bytes) -> None:
         nonlocal frames_this_run
-        sink.add(item)
-        if item.clip is not None:
-            clips_bar.update(1)
-        if item.summary is not None:
-            frames_this_run += item.summary.frames_read
-            bar.update(1)
-            s = item.summary
-            if s.error:
-                log.warning(f"{s.capture}: not read: {s.error}")
-            else:
-                log.debug(f"{s.capture}: {s.frames_read} frames read, {len(s.clip_ids)} clips cut")
-
-    skip = sink.done_clip_ids()
-    try:
-        if cfg.run.executor == "local":
-            from dav_builder.pipeline.executors import run_local
-
-            run_local(todo, cfg, skip, receive)
+        msg = sink.receive(blob)
+        if "shard" in msg:
+            clips_bar.update(len(msg["shard"]["rows"]))
         else:
-            from dav_builder.pipeline.executors import run_ray
+            rec = msg["unit"]["record"]
+            clips_bar.update(len(rec["rows"]))
+            frames_this_run += rec["summary"]["frames_read"]
+            bar.update(1)
+            s = rec["summary"]
+            if s["error"]:
+                log.warning(f"{s['capture']}: not read: {s['error']}")
+            else:
+                log.debug(f"{s['capture']}: {s['frames_read']} frames read, {len(s['clip_ids'])} clips cut")
 
-            run_ray(todo, cfg, skip, receive, uses_models=scoring.uses_models())
+    run_info: dict = {}
+    try:
+        if executor == "local":
+            run_local(units, cfg, store, receive)
+        elif executor == "processes":
+            run_local(units, cfg, store, receive, processes=local_processes(cfg))
+        else:
+            run_info = run_ray(units, cfg, store, receive, uses_models=scoring.uses_models())
+    except WorkerFailed as exc:
+        raise BuildError(str(exc)) from exc.__cause__
     finally:
-        sink.close()  # complete the open shards: their clips are kept for a resume
         bar.close()
         clips_bar.close()
-    if sink.incomplete():
-        raise BuildError(f"captures left incomplete: {sink.incomplete()[:5]}; rerun the same command to resume")
-    stats = sink.finalize(input_names, time.perf_counter() - t0, frames_this_run)
-    return BuildResult(out, stats)
+    missing = [u.ref.capture_id for u in units if u.key not in sink.unit_records]
+    if missing:
+        raise BuildError(f"captures left incomplete: {missing[:5]}; rerun the same command to resume")
+    extra = {"executor": executor, "driver_cpu_seconds": round(time.process_time() - cpu0, 3), **run_info}
+    stats = sink.finalize(input_names, time.perf_counter() - t0, frames_this_run, extra)
+    return BuildResult(_result_path(store), stats)
+
+
+def _result_path(store: Store):
+    return store.local_path() if store.local else store.url
+
+
+def ranges_planner(cfg: BuildConfig, local_paths: dict[str, str]):
+    """``ref -> (range starts, frames)``: with ``split.range_frames``, a long capture becomes
+    several units (see :mod:`.ranges`); its frames are counted from its metadata (``local_paths``:
+    where each capture's metadata can be read here)."""
+    from dav_builder.capture.discover import open_capture
+    from dav_builder.pipeline.ranges import count_frames, plan_ranges
+
+    def ranges_of(ref: CaptureRef):
+        if cfg.split.range_frames <= 0:
+            return (0,), 0
+        try:
+            cap = open_capture(replace(ref, path=local_paths.get(ref.capture_id, ref.path)))
+            total = count_frames(cap)
+        except CaptureError:
+            return (0,), 0  # one unit: it reports the capture's error
+        ranges = plan_ranges(total, cfg.split.range_frames)
+        return tuple(s for s, _ in ranges), total
+
+    return ranges_of
 
 
 def summary_lines(stats: dict) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from dav_builder.capture.base import CaptureError
+from dav_builder.storage import StorageError, is_url
 from dav_builder.logs import LOG_LEVELS, setup_logging
 
 EPILOG = """\b
@@ -23,8 +24,9 @@ Examples:
   # build captures (our format or public data set layouts) with a config
   dav-build /data/captures /data/vkitti2 --out /data/dav-v1 --config build.yaml
 \b
-  # on a Ray cluster
-  dav-build /mnt/captures --out /mnt/dav-v1 --ray-address auto
+  # on a Ray cluster, the dataset on an object store (the workers write the shards there;
+  # captures may be a URL too: s3://bucket/captures)
+  dav-build /mnt/captures --out s3://bucket/dav-v1 --ray-address auto
 \b
   # the shipped example configs; print one to start your own
   dav-build --list-configs
@@ -56,14 +58,18 @@ def _config_path(value: str | None) -> Path | None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
-@click.argument("captures", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path),
-              help="Dataset directory to write (with --demo: a directory for captures/ and dataset/).")
+@click.argument("captures", nargs=-1)
+@click.option("--out", "-o",
+              help="Dataset directory or URL (s3://, gs://, file://) to write (with --demo: a local directory "
+                   "for captures/ and dataset/).")
 @click.option("--config", "config_name", metavar="FILE|NAME",
               help="YAML file overriding the default BuildConfig (see docs/build.md), or a shipped config's name.")
 @click.option("--ray-address", default=None, help="Join this Ray cluster instead of starting Ray locally.")
-@click.option("--local", "local_exec", is_flag=True, help="Run in this process without Ray (debugging, tiny inputs).")
-@click.option("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (default: all).")
+@click.option("--local", "local_exec", is_flag=True,
+              help="Run in this process (default on one machine without --ray-address: a worker process per CPU).")
+@click.option("--ray", "ray_exec", is_flag=True, help="Use Ray even on one machine (a local Ray instance).")
+@click.option("--num-cpus", type=int, default=None,
+              help="CPUs to use on this machine: worker processes, or a local Ray instance's CPUs (default: all).")
 @click.option("--overwrite", is_flag=True, help="Delete an existing build in --out and start again.")
 @click.option("--dry-run", is_flag=True,
               help="Find the captures and plan the build (clips per bucket, output size); write nothing.")
@@ -76,7 +82,7 @@ def _config_path(value: str | None) -> Path | None:
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info", show_default=True,
               help="debug: every shard and capture; info: the build's steps; warning: only problems.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def main(captures, out, config_name, ray_address, local_exec, num_cpus, overwrite, dry_run, print_config,
+def main(captures, out, config_name, ray_address, local_exec, ray_exec, num_cpus, overwrite, dry_run, print_config,
          list_configs, demo, demo_scenes, demo_frames, log_level, quiet) -> None:
     """Turn CAPTURES (directories of captures, in the dav capture format or a public data set's layout)
     into WebDataset shards grouped by resolution and clip length, with manifest.parquet, stats.json,
@@ -103,8 +109,12 @@ def main(captures, out, config_name, ray_address, local_exec, num_cpus, overwrit
     overrides: dict = {"run": {}}
     if ray_address:
         overrides["run"]["ray_address"] = ray_address
+    if local_exec and (ray_exec or ray_address):
+        raise click.UsageError("--local runs without Ray: give it without --ray and --ray-address")
     if local_exec:
         overrides["run"]["executor"] = "local"
+    if ray_exec:
+        overrides["run"]["executor"] = "ray"
     if num_cpus:
         overrides["run"]["num_cpus"] = num_cpus
     try:
@@ -126,6 +136,7 @@ def main(captures, out, config_name, ray_address, local_exec, num_cpus, overwrit
             raise click.UsageError("--demo renders captures: it cannot be a dry run")
         from dav_builder.pipeline.demo import render_demo
 
+        out = Path(out)
         captures_dir = out / "captures"
         log.info(f"rendering {demo_scenes} demo capture(s) of {demo_frames} frames into {captures_dir}")
         render_demo(captures_dir, scenes=demo_scenes, frames=demo_frames, progress=not quiet)
@@ -144,13 +155,13 @@ def main(captures, out, config_name, ray_address, local_exec, num_cpus, overwrit
             sys.exit(2)
         for line in plan.lines():
             click.echo(line)
-        if out.exists():
+        if not is_url(out) and Path(out).exists():
             click.echo(f"note: {out} exists; a build there resumes it, or needs --overwrite or another --out")
         return
 
     try:
         result = build_dataset(list(captures), out, cfg, overwrite=overwrite, progress=not quiet, say=log.info)
-    except (BuildError, CaptureError, FileNotFoundError) as exc:
+    except (BuildError, CaptureError, FileNotFoundError, StorageError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except Exception as exc:  # a model that is configured but missing, and similar start-up failures

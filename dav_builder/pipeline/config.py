@@ -68,6 +68,13 @@ class SplitConfig:
     """How many previous frames the fade test looks at."""
     drop_frozen_depth: bool = True
     """Drop frames whose depth is bit-identical to the previous frame's while the RGB changes."""
+    range_frames: int = 0
+    """Split captures longer than this many frames into ranges processed in parallel, with exactly
+    the clips of one pass (see ``pipeline/ranges.py``); 0 = one work unit per capture."""
+    range_sync_frames: int = 600
+    """How far into its range a range's worker looks for the frame where its walk no longer
+    depends on the frames before the range (a hard break: unreadable or black frame, dropped
+    frames); a range without one is walked by the previous range's worker."""
 
 
 @dataclass
@@ -109,18 +116,22 @@ class ShardsConfig:
 class RunConfig:
     """Where and how the build runs."""
 
-    executor: str = "ray"
-    """``ray`` (Ray Data, the default) or ``local`` (one process, for debugging and small inputs)."""
+    executor: str = "auto"
+    """``auto`` (the default: Ray when ``ray_address`` is set, else one worker process per CPU of
+    this machine), ``ray`` (Ray tasks; a local Ray instance without ``ray_address``) or ``local``
+    (in this process)."""
     ray_address: str | None = None
     """Join this Ray cluster (``auto`` or ``ray://host:10001``); None starts Ray locally."""
     num_cpus: int | None = None
-    """CPUs for a local Ray instance; None = all of this machine's."""
+    """CPUs to use on this machine (worker processes, or a local Ray instance's CPUs); None = all."""
     object_store_mb: int | None = None
     """Object store size for a local Ray instance; None = a quarter of the memory, at most 4 GiB."""
     scoring_actors: int = 1
     """Actors that run model scoring (each loads the models once)."""
     scoring_gpus: float = 0.0
     """GPUs per scoring actor (0 on a CPU machine; set 1 on a GPU cluster)."""
+    task_retries: int = 3
+    """Times Ray runs a unit again when its worker or node dies (a rerun overwrites, never duplicates)."""
     min_valid_fraction: float = 0.01
     """A depth frame with fewer valid pixels than this is unusable."""
 
@@ -151,8 +162,8 @@ class BuildConfig:
             raise ConfigError(f"split.detector must be content, adaptive, hash or none, got {self.split.detector!r}")
         if self.shards.depth_codec not in ("npz", "npy"):
             raise ConfigError(f"shards.depth_codec must be npz or npy, got {self.shards.depth_codec!r}")
-        if self.run.executor not in ("ray", "local"):
-            raise ConfigError(f"run.executor must be ray or local, got {self.run.executor!r}")
+        if self.run.executor not in ("auto", "ray", "local"):
+            raise ConfigError(f"run.executor must be auto, ray or local, got {self.run.executor!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,32 +1,52 @@
 """Executors: the only place that knows about Ray.
 
-Both executors run the same stages (:mod:`dav_builder.pipeline.stages`) and hand every
-:class:`~dav_builder.pipeline.stages.Item` to a callback in the driver, which writes it.
+Both executors run the same function on each :class:`~dav_builder.pipeline.sink.WorkUnit`:
+:func:`process_unit` reads and splits the unit's frames, scores the clips, writes them into the
+unit's own shards on the dataset's storage, and returns small JSON messages (manifest rows,
+the unit's summary) that the driver's :class:`~dav_builder.pipeline.sink.DatasetSink` collects.
+No pixel passes through the driver.
 
-- :func:`run_local`: one process, in order; for debugging, tests and tiny inputs.
-- :func:`run_ray`: a streaming Ray Data pipeline.  Captures are split in parallel tasks (each a
-  generator, so a long capture streams its clips instead of materialising them); model scoring
-  runs in an actor pool whose actors load the models once; without models, the cheap
-  model-free scoring runs inside the split tasks (no extra hop through the object store).
-  Memory stays bounded by Ray Data's backpressure whatever the input size.
+- :func:`run_local`: in this process, one unit after the other (reading threads still decode
+  frames in parallel), or in one worker process per CPU of this machine: the automatic choice on
+  one machine without ``--ray-address`` (no Ray start-up, nothing but the small messages to
+  serialise).
+- :func:`run_ray`: one Ray task per unit, at most two per CPU in flight; a task lost with its node
+  is retried by Ray (a unit writes the same shard names each time, so a retry overwrites, never
+  duplicates).  Model scoring runs in an actor pool whose actors load the models once (GPUs
+  declared per actor): a task sends its loaded clips to an actor through the object store and
+  writes what comes back.  Without models, the cheap model-free scoring runs inside the task.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
-from typing import Callable, Iterable
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
-from dav_builder.capture.discover import CaptureRef
+from dav_builder.clip import Clip
 from dav_builder.pipeline.config import BuildConfig
+from dav_builder.pipeline.sink import UnitWriter, WorkUnit
 from dav_builder.pipeline.stages import ClipProcessor, Item, capture_items
+from dav_builder.storage import Store, is_url, stage_tree
 
-Sink = Callable[[Item], None]
+log = logging.getLogger(__name__)
+
+Receive = Callable[[bytes], None]
+Processor = Callable[[list[Item]], list[Item]]
 BATCH = 4  # clips scored together
 
 
-def _batched(items: Iterable[Item], processor: ClipProcessor) -> Iterable[Item]:
+class WorkerFailed(RuntimeError):
+    """A unit failed on its worker even after Ray's retries."""
+
+
+def _batched(items: Iterable[Item], processor: Processor) -> Iterable[Item]:
     """Run ``processor`` over groups of up to BATCH loaded clips; pass everything else through."""
     batch: list[Item] = []
     for item in items:
@@ -41,44 +61,143 @@ def _batched(items: Iterable[Item], processor: ClipProcessor) -> Iterable[Item]:
         yield from processor(batch)
 
 
-def run_local(refs: list[CaptureRef], cfg: BuildConfig, skip_ids: frozenset[str], sink: Sink) -> None:
+def _rename_paths(clip: Clip, local: str, url: str) -> None:
+    """Name the capture's files by their URL, not by the worker's local copy."""
+    if clip.reason and local in clip.reason:
+        clip.reason = clip.reason.replace(local, url)
+    if clip.errors:
+        clip.errors = {k.replace(local, url): v.replace(local, url) for k, v in clip.errors.items()}
+
+
+@contextmanager
+def _staged(unit: WorkUnit) -> Iterator[tuple[WorkUnit, Callable[[Item], Item]]]:
+    """A capture on an object store is copied to this worker's local disk while its unit runs."""
+    if not is_url(unit.ref.path):
+        yield unit, lambda item: item
+        return
+    tmp = tempfile.mkdtemp(prefix="dav-capture-")
+    try:
+        local = stage_tree(unit.ref.path, Path(tmp) / os.path.basename(unit.ref.path.rstrip("/")))
+        url = unit.ref.path.rstrip("/")
+
+        def fix(item: Item) -> Item:
+            if item.clip is not None:
+                _rename_paths(item.clip, str(local), url)
+            if item.summary is not None and item.summary.error:
+                item.summary.error = item.summary.error.replace(str(local), url)
+            return item
+
+        yield replace(unit, ref=replace(unit.ref, path=str(local))), fix
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def unit_items(unit: WorkUnit, cfg: BuildConfig) -> Iterator[Item]:
+    """The items of one unit: a whole capture, or a range of its frames."""
+    if unit.parts == 1:
+        return capture_items(unit.ref, cfg, unit.skip_ids)
+    from dav_builder.pipeline.ranges import range_items
+
+    return range_items(unit, cfg)
+
+
+def process_unit(unit: WorkUnit, cfg: BuildConfig, store: Store, processor: Processor) -> list[bytes]:
+    """Run one unit start to end; return its messages for the driver."""
+    writer = UnitWriter(store, cfg, unit)
+    try:
+        with _staged(unit) as (local_unit, fix):
+            for item in _batched((fix(i) for i in unit_items(local_unit, cfg)), processor):
+                writer.add(item)
+        return writer.finish()
+    except BaseException:
+        writer.abandon()
+        raise
+
+
+def run_local(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Receive, processes: int = 1) -> None:
+    """Run the units in this process, or in ``processes`` worker processes of this machine (each
+    loads the scoring models once; units go to whichever process is free)."""
+    import multiprocessing as mp
+
+    if processes <= 1 or len(units) <= 1 or mp.current_process().daemon:  # a daemon may not have children
+        processor = ClipProcessor(cfg)
+        processor.setup()
+        for unit in units:
+            for msg in process_unit(unit, cfg, store, processor):
+                receive(msg)
+        return
+    import sys
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # fork starts the workers without importing everything again; not once CUDA is initialised
+    torch = sys.modules.get("torch")
+    cuda_up = torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() and not cuda_up else "spawn")
+    with ProcessPoolExecutor(min(processes, len(units)), mp_context=ctx, initializer=_pool_setup,
+                             initargs=(cfg, store)) as pool:
+        futures = [pool.submit(_pool_unit, unit) for unit in units]
+        for fut in as_completed(futures):
+            for msg in fut.result():
+                receive(msg)
+
+
+_POOL: dict = {}
+
+
+def _pool_setup(cfg: BuildConfig, store: Store) -> None:
+    store._fs = None  # a forked filesystem client (its event loop, its connections) is not reused
     processor = ClipProcessor(cfg)
     processor.setup()
-    for ref in refs:
-        for item in _batched(capture_items(ref, cfg, skip_ids), processor):
-            sink(item)
+    _POOL.update(cfg=cfg, store=store, processor=processor)
+
+
+def _pool_unit(unit: WorkUnit) -> list[bytes]:
+    return process_unit(unit, _POOL["cfg"], _POOL["store"], _POOL["processor"])
+
+
+def local_processes(cfg: BuildConfig) -> int:
+    """Worker processes for the automatic executor on one machine: one per CPU this process may use
+    (``run.num_cpus`` caps it), unless the scoring models run on a GPU (then one)."""
+    if cfg.run.scoring_gpus > 0:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, cfg.run.num_cpus or cpus))
 
 
 # -- Ray ----------------------------------------------------------------------------------
 
 
-def _split_capture(batch, cfg: BuildConfig, skip_ids: frozenset[str], score_inline: bool):
-    """Ray Data UDF (a task): one capture in, a stream of pickled items out.
-
-    Without models the cheap model-free scoring runs here, inline, so clips cross the object
-    store once.
-    """
-    processor = ClipProcessor(cfg) if score_inline else None
-    for blob in batch["ref"]:
-        ref = pickle.loads(blob)
-        items = capture_items(ref, cfg, skip_ids)
-        if processor is not None:
-            items = _batched(items, processor)
-        for item in items:
-            yield {"item": [pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)]}
-
-
 class _ScoreActor:
-    """Ray Data actor: loads the scoring models once, then scores batches of items."""
+    """Loads the scoring models once, then scores batches of items (returned with their clips)."""
 
     def __init__(self, cfg: BuildConfig):
         self.processor = ClipProcessor(cfg)
         self.processor.setup()
 
-    def __call__(self, batch):
-        items = [pickle.loads(b) for b in batch["item"]]
-        out = self.processor(items)
-        return {"item": [pickle.dumps(i, protocol=pickle.HIGHEST_PROTOCOL) for i in out]}
+    def process(self, items: list[Item]) -> list[Item]:
+        return self.processor(items)
+
+
+class _ActorProcessor:
+    """A task's processor that hands each batch to one of the scoring actors."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def __call__(self, items: list[Item]) -> list[Item]:
+        import ray
+
+        return ray.get(self.actor.process.remote(items))
+
+
+def _ray_unit(unit: WorkUnit, cfg: BuildConfig, store: Store, actor) -> tuple[str, list[bytes]]:
+    import ray
+
+    processor = ClipProcessor(cfg) if actor is None else _ActorProcessor(actor)
+    return ray.get_runtime_context().get_node_id(), process_unit(unit, cfg, store, processor)
 
 
 def init_ray(cfg: BuildConfig) -> None:
@@ -89,7 +208,7 @@ def init_ray(cfg: BuildConfig) -> None:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if cfg.run.ray_address:
-        ray.init(address=cfg.run.ray_address, log_to_driver=True)
+        ray.init(address=cfg.run.ray_address, log_to_driver=True, configure_logging=False)
         return
     num_cpus = cfg.run.num_cpus or os.cpu_count() or 1
     store = cfg.run.object_store_mb
@@ -114,39 +233,70 @@ def init_ray(cfg: BuildConfig) -> None:
     )
 
 
-def run_ray(
-    refs: list[CaptureRef],
-    cfg: BuildConfig,
-    skip_ids: frozenset[str],
-    sink: Sink,
-    uses_models: bool,
-) -> None:
+def _env_vars() -> dict[str, str]:
+    """The object store's settings travel to every worker (endpoint, credentials, region)."""
+    keep = ("AWS_", "GOOGLE_", "GCS_", "FSSPEC_", "AZURE_")
+    return {k: v for k, v in os.environ.items() if k.startswith(keep)}
+
+
+def run_ray(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Receive, uses_models: bool) -> dict:
+    """Run the units as Ray tasks; return what the stats record about the run (nodes, units per node)."""
     import ray
 
     init_ray(cfg)
-    ctx = ray.data.DataContext.get_current()  # (importing ray.data configures its loggers: quiet them after)
-    for name in ("ray.data", "ray.data._internal.execution.streaming_executor", "ray.data._internal.progress"):
-        logging.getLogger(name).setLevel(logging.ERROR)  # the driver reports progress and problems itself
-    ctx.enable_progress_bars = False  # the driver shows its own bars
-    ctx.print_on_execution_start = False
-    ctx.execution_options.preserve_order = False
-    ctx.target_max_block_size = 1 << 20  # emit clips as they are cut (a clip or two per block), so progress shows as it happens
-    ds = ray.data.from_items([{"ref": pickle.dumps(r)} for r in refs], override_num_blocks=max(1, len(refs)))
-    ds = ds.map_batches(
-        _split_capture,
-        fn_kwargs={"cfg": cfg, "skip_ids": skip_ids, "score_inline": not uses_models},
-        batch_size=1,
-        num_cpus=1,
+    cpu0 = time.process_time()  # the driver's CPU from here on: what grows with the data
+    env = _env_vars()
+    remote_unit = ray.remote(_ray_unit).options(
+        num_cpus=1, max_retries=cfg.run.task_retries, retry_exceptions=False,
+        scheduling_strategy="SPREAD",  # units over every node, not queued on the driver's node first
+        runtime_env={"env_vars": env} if env else None,
     )
+    actors: list = []
     if uses_models:
-        ds = ds.map_batches(
-            _ScoreActor,
-            fn_constructor_kwargs={"cfg": cfg},
-            batch_size=BATCH,
-            compute=ray.data.ActorPoolStrategy(size=max(1, cfg.run.scoring_actors)),
-            num_gpus=cfg.run.scoring_gpus,
-            num_cpus=1,
-        )
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-        for blob in batch["item"]:
-            sink(pickle.loads(bytes(blob)))
+        actor_cls = ray.remote(_ScoreActor).options(num_cpus=1, num_gpus=cfg.run.scoring_gpus, max_restarts=2,
+                                                    max_task_retries=2)
+        actors = [actor_cls.remote(cfg) for _ in range(max(1, cfg.run.scoring_actors))]
+    cfg_ref, store_ref = ray.put(cfg), ray.put(store)
+    in_flight_max = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    pending = list(reversed(units))
+    running: dict = {}
+    n = 0
+    per_node: dict[str, int] = {}
+    while pending or running:
+        while pending and len(running) < in_flight_max:
+            unit = pending.pop()
+            actor = actors[n % len(actors)] if actors else None
+            n += 1
+            running[remote_unit.remote(unit, cfg_ref, store_ref, actor)] = unit
+        done, _ = ray.wait(list(running), num_returns=1)
+        for ref in done:
+            unit = running.pop(ref)
+            try:
+                node, messages = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                raise WorkerFailed(f"{unit.ref.capture_id}: the worker failed ({type(exc).__name__}); "
+                                   f"the shards it completed are kept: rerun the same command to resume") from exc
+            per_node[node] = per_node.get(node, 0) + 1
+            for msg in messages:
+                receive(msg)
+    alive = [nd for nd in ray.nodes() if nd.get("Alive")]
+    return {"ray_nodes": len(alive), "units_per_node": sorted(per_node.values(), reverse=True),
+            "driver_cpu_seconds_running": round(time.process_time() - cpu0, 3)}
+
+
+def describe_executor(cfg: BuildConfig) -> tuple[str, str]:
+    """``(executor, why)``: the executor that runs (``auto`` resolved) and the reason."""
+    if cfg.run.executor == "local":
+        return "local", "asked for (--local)"
+    if cfg.run.executor == "ray":
+        where = f"cluster {cfg.run.ray_address}" if cfg.run.ray_address else "a local Ray instance"
+        return "ray", f"asked for ({where})"
+    if cfg.run.ray_address:
+        return "ray", f"cluster {cfg.run.ray_address}"
+    n = local_processes(cfg)
+    return "processes", (f"one machine and no --ray-address: {n} worker process{'es' if n > 1 else ''} "
+                         "here, no Ray start-up")
+
+
+def driver_cpu_seconds() -> float:
+    return time.process_time()

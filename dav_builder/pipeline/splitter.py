@@ -342,24 +342,28 @@ class CaptureSplitter:
                 item, data = next(frames)
             except StopIteration:
                 break
-            self.summary.frames_read += 1
-            error = item if isinstance(item, FrameError) else data if isinstance(data, FrameError) else None
-            if error is not None:
-                self.prev = None
-                reason = "bad_metadata" if error is item else "no_depth" if isinstance(error, NoDepthError) else "unreadable"
-                out = list(self._bad(error.index if error is item else item.index, reason, error.path, error.problem))
-                self.seconds["read"] += time.perf_counter() - t0
-                yield from out
-                continue
             t1 = time.perf_counter()
             self.seconds["read"] += t1 - t0
-            out = list(self._frame(data))
-            self.seconds["split"] += time.perf_counter() - t1
+            out = self.step(item, data)
+            failed = isinstance(item, FrameError) or isinstance(data, FrameError)
+            self.seconds["read" if failed else "split"] += time.perf_counter() - t1
             yield from out
         out = list(self._close_scene()) + list(self._flush_bad())
         self.summary.seconds = dict(self.seconds)
         yield from out
         yield self.summary
+
+    def step(self, item: FrameInfo | FrameError, data: FrameData | FrameError | None) -> list[Clip]:
+        """One frame of the walk (its metadata or error, its decoded data or error): the clips
+        that closed.  :meth:`run` calls it per frame; ``pipeline/ranges.py`` too."""
+        self.summary.frames_read += 1
+        error = item if isinstance(item, FrameError) else data if isinstance(data, FrameError) else None
+        if error is not None:
+            self.prev = None
+            reason = "bad_metadata" if error is item else "no_depth" if isinstance(error, NoDepthError) else "unreadable"
+            return list(self._bad(error.index if error is item else item.index, reason, error.path, error.problem))
+        assert isinstance(data, FrameData)
+        return list(self._frame(data))
 
     def _unusable_reason(self, f: FrameData) -> str | None:
         """Why a decoded frame cannot be in a clip (black, fade, frozen depth), or None."""

@@ -3,7 +3,8 @@
 1. :func:`capture_items` opens one capture and streams its clips and summary (read, split, cut).
 2. :class:`ClipProcessor` scores a batch of clips (``ScoringStage``: models loaded once, in
    :meth:`ClipProcessor.setup`) and fits each to its bucket size.
-3. The driver's :class:`~dav_builder.pipeline.sink.DatasetSink` writes shards and the manifest.
+3. :class:`~dav_builder.pipeline.sink.UnitWriter` writes the shards in the worker; the driver's
+   :class:`~dav_builder.pipeline.sink.DatasetSink` writes the manifest.
 """
 
 from __future__ import annotations

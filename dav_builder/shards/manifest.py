@@ -9,7 +9,6 @@ the scoring stage computed (each score name is a float column; ``depth_score`` a
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Iterable
 
 import pyarrow as pa
@@ -74,25 +73,30 @@ def manifest_table(rows: Iterable[dict]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def write_manifest(dataset: Path, rows: Iterable[dict]) -> pa.Table:
-    """Write ``<dataset>/manifest.parquet`` atomically and return the table."""
+def write_manifest(dataset, rows: Iterable[dict]) -> pa.Table:
+    """Write ``<dataset>/manifest.parquet`` (a path, URL or :class:`~dav_builder.storage.Store`)
+    atomically and return the table."""
+    from dav_builder.storage import Store
+
     table = manifest_table(rows)
-    path = Path(dataset) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    store = dataset if isinstance(dataset, Store) else Store(str(dataset))
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    store.write_bytes(MANIFEST, buf.getvalue().to_pybytes())
     return table
 
 
-def read_manifest(dataset: Path) -> pa.Table:
-    """Read ``<dataset>/manifest.parquet`` with a clear error when it is missing."""
-    path = Path(dataset) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no manifest; is {dataset} a dataset written by dav-build?")
-    return pq.read_table(path)
+def read_manifest(dataset) -> pa.Table:
+    """Read ``<dataset>/manifest.parquet`` (a path or URL) with a clear error when it is missing."""
+    from dav_builder.storage import Store, open_store
+
+    store = dataset if isinstance(dataset, Store) else open_store(str(dataset), "dataset")
+    if not store.exists(MANIFEST):
+        raise FileNotFoundError(f"{store.display(MANIFEST)}: no manifest; is {store.display()} a dataset written by dav-build?")
+    return pq.read_table(pa.BufferReader(store.read_bytes(MANIFEST)))
 
 
-def kept_shards(dataset: Path) -> dict[str, list[str]]:
+def kept_shards(dataset) -> dict[str, list[str]]:
     """Bucket -> sorted shard paths (dataset-relative) that hold at least one kept clip."""
     table = read_manifest(dataset)
     out: dict[str, set[str]] = {}

@@ -1,11 +1,16 @@
 """Crash-safe shard writing: one writer per bucket, shards bounded by clip count and bytes.
 
-A shard is written as ``shards/<bucket>/.<name>.tar.partial`` and renamed to ``<name>.tar`` only
-when it is complete; after the rename a completion record (the manifest rows of its clips) is
-written to ``_state/shards/<bucket>/<name>.json``.  A build killed at any point therefore leaves
-(a) complete shards with records, whose clips a rerun skips, (b) at most one complete shard per
-bucket without a record, which a rerun deletes and writes again (see :func:`recover`), and
+A shard is written to a local file (``shards/<bucket>/.<name>.tar.partial`` on a local dataset,
+a temporary file for an object store) and only when it is complete does it appear under its final
+name ``<name>.tar`` (a rename on a disk; one upload on an object store, which has no rename but
+shows an object only once its upload completed).  After that a completion record (the manifest
+rows of its clips) is written to ``_state/shards/<bucket>/<name>.json``.  A build killed at any
+point therefore leaves (a) complete shards with records, whose clips a rerun skips, (b) complete
+shards without a record, which a rerun deletes and writes again (see :func:`recover`), and
 (c) partial files, which a rerun deletes.  No clip is ever in two recorded shards, none is lost.
+
+Each worker of a build writes its own shards, named ``<prefix><n>.tar`` with a prefix of its own
+work unit, so writers never share a file and a rerun of the same unit writes the same names.
 """
 
 from __future__ import annotations
@@ -14,14 +19,16 @@ import json
 import os
 import re
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from dav_builder.clip import Clip
 from dav_builder.shards.tario import add_member, clip_members
+from dav_builder.storage import Store
 
-SHARD_RE = re.compile(r"^(\d{6})\.tar$")
+SHARD_RE = re.compile(r"^(?P<prefix>[0-9a-z_-]*?)(?P<n>\d{6})\.tar$")
 STATE_DIR = "_state"
 
 
@@ -66,70 +73,103 @@ class ShardRecord:
     rows: list[dict] = field(default_factory=list)
 
 
+def _as_store(dataset: Path | str | Store) -> Store:
+    return dataset if isinstance(dataset, Store) else Store(str(dataset))
+
+
+def shard_record_rel(bucket: str, shard_name: str) -> str:
+    return f"{STATE_DIR}/shards/{bucket}/{Path(shard_name).stem}.json"
+
+
 def shard_record_path(dataset: Path, bucket: str, shard_name: str) -> Path:
-    return dataset / STATE_DIR / "shards" / bucket / f"{Path(shard_name).stem}.json"
+    return Path(dataset) / shard_record_rel(bucket, shard_name)
 
 
-def load_shard_records(dataset: Path) -> list[ShardRecord]:
-    """All completion records of a dataset directory (complete shards only)."""
-    root = dataset / STATE_DIR / "shards"
+def load_shard_records(dataset: Path | Store) -> list[ShardRecord]:
+    """All completion records of a dataset (complete shards only)."""
+    store = _as_store(dataset)
     records = []
-    for path in sorted(root.glob("*/*.json")):
-        obj = json.loads(path.read_text())
+    for rel in store.glob(f"{STATE_DIR}/shards/*/*.json"):
+        obj = store.read_json(rel)
         records.append(ShardRecord(obj["bucket"], obj["shard"], obj["rows"]))
     return records
 
 
-def recover(dataset: Path) -> list[ShardRecord]:
-    """Bring a dataset directory left by a killed build back to a consistent state.
+def recover(dataset: Path | Store) -> list[ShardRecord]:
+    """Bring a dataset left by a killed build back to a consistent state.
 
     Deletes partial shards and complete shards that have no completion record (their clips are
     written again), and returns the records of the shards that are kept.
     """
-    records = load_shard_records(dataset)
+    store = _as_store(dataset)
+    records = load_shard_records(store)
     recorded = {r.shard for r in records}
-    shards_root = dataset / "shards"
-    for path in sorted(shards_root.glob("*/*")):
-        rel = path.relative_to(dataset).as_posix()
-        if path.name.endswith(".partial") or path.name.endswith(".tmp"):
-            path.unlink()
-        elif SHARD_RE.match(path.name) and rel not in recorded:
-            path.unlink()
+    for rel in store.glob("shards/*/*"):
+        name = rel.rsplit("/", 1)[-1]
+        if name.endswith(".partial") or name.endswith(".tmp"):
+            store.rm(rel)
+        elif SHARD_RE.match(name) and rel not in recorded:
+            store.rm(rel)
     return records
+
+
+def next_shard_numbers(records: list[ShardRecord], prefix: str) -> dict[str, int]:
+    """Bucket -> the number of the next shard named ``<prefix><n>.tar`` after the recorded ones."""
+    out: dict[str, int] = {}
+    for rec in records:
+        m = SHARD_RE.match(rec.shard.rsplit("/", 1)[-1])
+        if m and m.group("prefix") == prefix:
+            out[rec.bucket] = max(out.get(rec.bucket, 0), int(m.group("n")) + 1)
+    return out
 
 
 class BucketShardWriter:
     """Writes the clips of one bucket into numbered shards under ``shards/<bucket>/``.
 
     ``on_complete`` is called with each completed shard's record, after its completion record
-    has been written.
+    has been written.  ``prefix`` and ``first`` name the shards ``<prefix><first>.tar``,
+    ``<prefix><first+1>.tar``...; without ``first`` (a single writer per bucket) numbering goes
+    on after the shards already there.
     """
 
     def __init__(
         self,
-        dataset: Path,
+        dataset: Path | Store,
         bucket: str,
         limits: ShardLimits = ShardLimits(),
         on_complete: Callable[[ShardRecord], None] | None = None,
+        prefix: str = "",
+        first: int | None = None,
     ):
-        self.dataset = Path(dataset)
+        self.store = _as_store(dataset)
         self.bucket = bucket
         self.limits = limits
         self.on_complete = on_complete
-        self.dir = self.dataset / "shards" / bucket
-        self.dir.mkdir(parents=True, exist_ok=True)
-        existing = [int(m.group(1)) for p in self.dir.iterdir() if (m := SHARD_RE.match(p.name))]
-        self._next_index = max(existing, default=-1) + 1
+        self.prefix = prefix
+        self.rel_dir = f"shards/{bucket}"
+        self.store.makedirs(self.rel_dir)
+        if first is None:
+            existing = [int(m.group("n")) for rel in self.store.glob(f"{self.rel_dir}/*.tar")
+                        if (m := SHARD_RE.match(rel.rsplit("/", 1)[-1])) and m.group("prefix") == prefix]
+            first = max(existing, default=-1) + 1
+        self._next_index = first
         self._tar: tarfile.TarFile | None = None
         self._file = None
+        self._local: Path | None = None
         self._name = ""
         self._rows: list[dict] = []
         self._bytes = 0
 
     def _open(self) -> None:
-        self._name = f"{self._next_index:06d}.tar"
+        self._name = f"{self.prefix}{self._next_index:06d}.tar"
         self._next_index += 1
-        self._file = open(self.dir / f".{self._name}.partial", "wb", buffering=1 << 20)
+        if self.store.local:
+            self._local = self.store.local_path(f"{self.rel_dir}/.{self._name}.partial")
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f"dav-{self._name}.", suffix=".partial", dir=self.store.scratch_dir())
+            os.close(fd)
+            self._local = Path(tmp)
+        self._file = open(self._local, "wb", buffering=1 << 20)
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
         self._rows = []
         self._bytes = 0
@@ -137,7 +177,7 @@ class BucketShardWriter:
     @property
     def current_shard(self) -> str:
         """The dataset-relative path of the shard being written (or to be written next)."""
-        return f"shards/{self.bucket}/{self._name}"
+        return f"{self.rel_dir}/{self._name}"
 
     def write(self, clip: Clip, row_fn: Callable[[Clip], dict]) -> str:
         """Append ``clip`` to the open shard; return the shard path it went to.
@@ -169,28 +209,35 @@ class BucketShardWriter:
         return shard
 
     def flush(self) -> None:
-        """Complete the open shard (if any): close, fsync, rename, record."""
+        """Complete the open shard (if any): close, fsync, store under its final name, record."""
         if self._tar is None:
             return
-        assert self._file is not None
+        assert self._file is not None and self._local is not None
         self._tar.close()
         self._file.flush()
         if self.limits.fsync:
             os.fsync(self._file.fileno())
         self._file.close()
-        final = self.dir / self._name
-        os.replace(self.dir / f".{self._name}.partial", final)
+        self.store.put_file(self._local, self.current_shard)
         record = ShardRecord(self.bucket, self.current_shard, self._rows)
-        atomic_write_json(
-            shard_record_path(self.dataset, self.bucket, self._name),
-            {"bucket": record.bucket, "shard": record.shard, "rows": record.rows},
-            fsync=self.limits.fsync,
-        )
+        self.store.write_json(shard_record_rel(self.bucket, self._name),
+                              {"bucket": record.bucket, "shard": record.shard, "rows": record.rows},
+                              fsync=self.limits.fsync)
         self._tar = None
         self._file = None
+        self._local = None
         self._rows = []
         if self.on_complete is not None:
             self.on_complete(record)
+
+    def discard(self) -> None:
+        """Drop the open shard's local file (a failed work unit: its clips are written again)."""
+        if self._file is not None:
+            self._file.close()
+        if self._local is not None:
+            self._local.unlink(missing_ok=True)
+        self._tar = self._file = self._local = None
+        self._rows = []
 
     def close(self) -> None:
         self.flush()
