@@ -1,20 +1,27 @@
-"""Benchmark: how well the model-free checks catch planted defects in engine captures.
+"""Benchmark: how well the model-free checks catch planted defects in engine captures that
+they were not tuned on.
 
-Renders captures with planted defects (ground truth in defects.json), cuts 16-frame clips inside
-shots (from segments.json), labels a clip defective when it overlaps a defect span (and
-*materially* wrong when one of those frames has over 1 % of its pixels wrong, by the engine's
-per-frame ``frame_wrong``), scores every clip with the checks, then reports per check the recall
-of the clips with each defect and the share of clean clips it drops, and all checks together.
-Thresholds are chosen on some seeds (``--tune-seeds``: together, so that all checks drop at most
-``--max-clean-drop`` of their clean clips while catching as many defective ones as they can; or
-with ``--per-check`` each alone at that share; never below a check's floor in ``FLOORS``) and
-reported on others (``--seeds``, pooled; ``--per-seed`` for each).  Renders and scores are kept in
-``--work`` (scores keyed by the scoring code and config, so a change of either scores again);
+Renders captures with planted defects (ground truth in defects.json, scene features in
+shots.json), cuts 16-frame clips inside shots (from segments.json), and labels each clip: clean
+when it touches no defect; defective when one of the defect's frames in it has more than
+``MATERIAL`` of its pixels wrong (by the engine's per-frame ``frame_wrong``: depth more than 5 %
+off the true render, or drawn over in RGB); clips that touch a defect which left every frame
+right (a lag under a still camera, frozen depth's first frame) count as neither, and are counted
+apart.  Every clip is scored with the checks; thresholds are chosen on the tuning group
+(``--tune-families`` x ``--tune-variants`` x ``--tune-seeds``: together, so that all checks drop
+at most ``--max-clean-drop`` of the clean clips while catching as many defective ones as they can;
+or with ``--per-check`` each alone; never below a check's floor in ``FLOORS``) and reported on the
+held-back group: other *scene families* (``--families``: e.g. fog to the far plane, tiled mazes),
+defect *variants* never seen in tuning (``--variants``: e.g. a rotating minimap, subtitles, a
+pistol drawn without depth, a shadow map as the depth buffer) and other seeds (``--seeds``).
+Figures per defect kind and variant, and per scene feature (fog, repeated textures, indoor or
+outdoor, camera style, a weapon drawn with depth).  Renders and scores are kept in ``--work``
+(scores keyed by the scoring code and config, so a change of either scores again);
 ``--score-only`` fills that cache, e.g. in two processes at once.  ``wrong_nearfar`` (a wrong far
 plane in the metadata) is not measured: it maps disparity affinely for OpenGL and Direct3D
 buffers, so no relative check, nor the depth model's score (aligned in disparity), can see it.
 
-    .venv/bin/python benchmarks/bench_filters.py --seeds 125-129,133-136,200-215
+    .venv/bin/python benchmarks/bench_filters.py --captures 6 --frames 160
 """
 
 from __future__ import annotations
@@ -30,38 +37,49 @@ from pathlib import Path
 
 import numpy as np
 
+from dav_builder.capture.base import FrameError
 from dav_builder.capture.dav import DavCapture
 from dav_builder.clip import Clip, make_clip_id
 from dav_builder.filters import checks as checks_module
 from dav_builder.filters import stage as stage_module
 from dav_builder.filters.config import ScoringConfig
 from dav_builder.filters.stage import CHECKS, ScoringStage
-from dav_builder.render.engine import RenderConfig, render_captures
+from dav_builder.render.engine import RenderConfig, parse_variants, render_captures
 
 #: The planted defects measured, and the check designed for each (others may catch it too).
 DEFECT_CHECK = {"misaligned": "edge_misalignment", "depth_lag": "depth_lag", "frozen_depth": "frozen_depth",
-                "hud": "static_overlay"}
+                "hud": "static_overlay", "weapon": "content_motion", "wrong_buffer": "depth_jump"}
 CLIP_LEN = 16
 MIN_AFFECTED = 4
-#: A defective clip is *materially* wrong when one of its defective frames has more than this share
-#: of pixels wrong (depth more than 5 % off, or drawn over by the HUD: ``frame_wrong`` in defects.json).
-MATERIAL = 0.01
-#: Lowest threshold per check, whatever the tuning seeds allow: the engine's depth and poses are
+#: A clip is defective when one of its defective frames has more than this share of pixels wrong
+#: (depth more than 5 % off, or drawn over in RGB: ``frame_wrong`` in defects.json); a clip that
+#: touches a defect with no frame that wrong is neither clean nor defective.
+MATERIAL = 0.002
+#: Lowest threshold per check, whatever the tuning clips allow: the engine's depth and poses are
 #: exact, real captures' are not (depth in centimetres or float16, poses from a tracker), and a
 #: pose check tuned to exact data would drop them all.
 FLOORS = {"pose_misfit": 0.005}
 
+TUNE_FAMILIES = "classic,haze_town,checker_rooms,fps_arena"
+HOLDOUT_FAMILIES = "fog_fields,tiled_maze"
+TUNE_VARIANTS = "lag1,shift,eye,full,statusbar,crosshair,held,rifle,rear,topdown"
+HOLDOUT_VARIANTS = "all"
 
-def clip_spans(cap_dir: Path) -> list[tuple[int, int, dict[str, dict]]]:
+
+def clip_spans(cap_dir: Path) -> list[tuple[int, int, dict[str, dict], dict]]:
     """The 16-frame clips cut inside the shots of a capture (``segments.json``): first and last
-    frame, and per defect type overlapping it (``defects.json``) the frames it affects and the
-    largest share of pixels wrong among them."""
+    frame, per defect type overlapping it (``defects.json``) the frames it affects, the largest
+    share of pixels wrong among them and its variants, and the scene features of its shot
+    (``shots.json``)."""
     segments = json.loads((cap_dir / "segments.json").read_text())
     defects = [d for d in json.loads((cap_dir / "defects.json").read_text()) if d["type"] != "wrong_nearfar"]
+    shots_file = cap_dir / "shots.json"
+    shots = json.loads(shots_file.read_text()) if shots_file.exists() else []
     out = []
     for seg in segments:
         if seg["type"] != "shot":
             continue
+        feat = dict(shots[seg["shot"]]) if seg["shot"] < len(shots) else {}
         for a in range(seg["first_frame"], seg["last_frame"] + 1 - CLIP_LEN + 1, CLIP_LEN):
             b = a + CLIP_LEN - 1
             labels: dict[str, dict] = {}
@@ -71,19 +89,26 @@ def clip_spans(cap_dir: Path) -> list[tuple[int, int, dict[str, dict]]]:
                     continue
                 wrong = d["params"].get("frame_wrong")  # per frame of the span; older renders lack it
                 share = max(wrong[lo - d["first_frame"] : hi - d["first_frame"] + 1]) if wrong else 1.0
-                lab = labels.setdefault(d["type"], {"frames": 0, "wrong": 0.0})
+                lab = labels.setdefault(d["type"], {"frames": 0, "wrong": 0.0, "variants": []})
                 lab["frames"] += hi - lo + 1
                 lab["wrong"] = max(lab["wrong"], share)
-            out.append((a, b, labels))
+                lab["variants"].append(d["params"].get("variant", ""))
+            out.append((a, b, labels, feat))
     return out
 
 
-def clips_of(cap_dir: Path) -> list[Clip]:
+def clips_of(cap_dir: Path) -> list[Clip | None]:
+    """The clips of :func:`clip_spans`; None for a clip with a frame the reader refuses (a wrong
+    depth buffer with no valid pixel: dav-build drops such frames too)."""
     cap = DavCapture(cap_dir)
     infos = [f for f in cap.frames()]
-    out = []
-    for a, b, _ in clip_spans(cap_dir):
-        frames = [cap.read_frame(infos[i]) for i in range(a, b + 1)]
+    out: list[Clip | None] = []
+    for a, b, _, _ in clip_spans(cap_dir):
+        try:
+            frames = [cap.read_frame(infos[i]) for i in range(a, b + 1)]
+        except FrameError:
+            out.append(None)
+            continue
         poses = [f.info.cam_to_world for f in frames]
         out.append(Clip(
             clip_id=make_clip_id(cap.id, a, CLIP_LEN), capture=cap.id, frame_indices=list(range(a, b + 1)),
@@ -95,8 +120,12 @@ def clips_of(cap_dir: Path) -> list[Clip]:
 
 
 def _code_key() -> str:
-    """Changes whenever the scoring code or its defaults do, so cached scores are never stale."""
-    h = hashlib.sha256(repr(ScoringConfig()).encode())
+    """Changes whenever the scoring code or its defaults other than thresholds do, so cached scores
+    are never stale."""
+    cfg = ScoringConfig()
+    for name in CHECKS:  # thresholds decide, they do not change scores: not in the key
+        getattr(cfg, name).threshold = 0.0
+    h = hashlib.sha256(repr(cfg).encode())
     for mod in (checks_module, stage_module):
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()[:16]
@@ -107,31 +136,45 @@ def _code_key() -> str:
 CODE_KEY = _code_key()
 
 
-Row = tuple[dict, dict]
-"""One clip: its scores, and its labels (defect type -> frames affected and share wrong; {} = clean)."""
+Row = tuple[dict, dict, dict]
+"""One clip: its scores, its labels (defect type -> frames affected, share wrong, variants; {} =
+clean) and its shot's scene features."""
 
 
-def score_set(seed: int, n: int, frames: int, work: Path) -> list[Row]:
-    """Renders seed ``seed`` (once) and scores its clips; the scores are cached beside the captures
-    (the labels are read from the ground truth each time)."""
-    root = work / f"seed{seed}"
+def group_key(families: str, variants: str, n: int, frames: int) -> str:
+    return hashlib.sha256(f"{families}|{variants}|{n}|{frames}".encode()).hexdigest()[:10]
+
+
+def score_set(seed: int, n: int, frames: int, work: Path, families: str = TUNE_FAMILIES,
+              variants: str = TUNE_VARIANTS, render_only: bool = False) -> list[Row]:
+    """Renders seed ``seed`` of a group of scene families and defect variants (once) and scores its
+    clips; the scores are cached beside the captures (labels are read from the ground truth each time)."""
+    root = work / f"{group_key(families, variants, n, frames)}-seed{seed}"
     done = root / ".rendered"
     if not done.exists():
         shutil.rmtree(root, ignore_errors=True)  # a render cut off half-way
-        cfg = RenderConfig(scenes=n, frames=frames, seed=seed, defects=tuple(DEFECT_CHECK), defect_rate=0.6)
+        cfg = RenderConfig(scenes=n, frames=frames, seed=seed, defects=tuple(DEFECT_CHECK), defect_rate=0.6,
+                           families=tuple(families.split(",")), variants=parse_variants(variants))
         render_captures(root, cfg, progress=True)
-        done.write_text(json.dumps({"scenes": n, "frames": frames}))
+        done.write_text(json.dumps({"scenes": n, "frames": frames, "families": families, "variants": variants}))
+    if render_only:
+        return []
     caps = sorted(p for p in root.iterdir() if p.is_dir())
-    labels = [lab for cap_dir in caps for _, _, lab in clip_spans(cap_dir)]
+    spans = [(lab, feat) for cap_dir in caps for _, _, lab, feat in clip_spans(cap_dir)]
     cache = root / f".scores-{CODE_KEY}.json"
     if cache.exists():
         scores = json.loads(cache.read_text())
     else:
         stage = ScoringStage(ScoringConfig())
-        scores = [stage._checks(clip) for cap_dir in caps for clip in clips_of(cap_dir)]
+        scores = [None if clip is None else stage._checks(clip) for cap_dir in caps for clip in clips_of(cap_dir)]
         cache.write_text(json.dumps(scores))
-    assert len(scores) == len(labels), f"seed {seed}: {len(scores)} scores for {len(labels)} clips"
-    return list(zip(scores, labels))
+    assert len(scores) == len(spans), f"seed {seed}: {len(scores)} scores for {len(spans)} clips"
+    return [(s, lab, feat) for s, (lab, feat) in zip(scores, spans) if s is not None]
+
+
+def material(rows: list[Row]) -> list[Row]:
+    """The clips that are clean or materially defective (see :data:`MATERIAL`)."""
+    return [r for r in rows if not r[1] or is_material(r[1])]
 
 
 def _value(scores: dict, check: str) -> float:
@@ -158,7 +201,7 @@ def round_up(t: float, digits: int = 4) -> float:
 def tune(rows: list[Row], check: str, max_clean_drop: float) -> float:
     """The lowest threshold (most recall) that drops at most ``max_clean_drop`` of the clean tuning
     clips, and not below the check's :data:`FLOORS`."""
-    clean = sorted((_value(s, check) for s, lab in rows if not lab), reverse=True)
+    clean = sorted((_value(s, check) for s, lab, _ in rows if not lab), reverse=True)
     k = int(np.floor(max_clean_drop * len(clean)))  # clean clips it may drop: those above the threshold
     best = clean[k] if k < len(clean) else 0.0
     return max(round_up(best), FLOORS.get(check, 0.0))
@@ -171,8 +214,8 @@ def tune_jointly(rows: list[Row], checks: tuple[str, ...], max_clean_drop: float
     best, that catches the most defective clips not yet caught per clean clip it newly drops (a
     clean clip another check already drops costs nothing), while the budget lasts.  A check's
     threshold never goes below its floor (:data:`FLOORS`)."""
-    clean = [s for s, lab in rows if not lab]
-    bad = [s for s, lab in rows if lab]
+    clean = [s for s, lab, _ in rows if not lab]
+    bad = [s for s, lab, _ in rows if lab]
     values = {c: np.array([_value(s, c) for s in clean]) for c in checks}
     bad_values = {c: np.array([_value(s, c) for s in bad]) for c in checks}
     # each check's candidate thresholds: its clean scores above its floor, then the floor
@@ -206,38 +249,73 @@ def is_material(lab: dict) -> bool:
     return any(v["wrong"] > MATERIAL for v in lab.values())
 
 
-def report(name: str, rows: list[Row], chosen: dict[str, float]) -> None:
-    """Prints one group's figures."""
-    clean = [s for s, lab in rows if not lab]
-    bad = [(s, lab) for s, lab in rows if lab]
-    print(f"\n== {name}: {len(rows)} clips, {len(clean)} clean")
-    print(f"{'check':18s} {'threshold':>9s} " + " ".join(f"{d:>12s}" for d in DEFECT_CHECK) + f" {'clean dropped':>13s}")
+def feature_tags(feat: dict) -> list[str]:
+    """The scene features a clip's shot has, as report rows."""
+    tags = [feat.get("layout", "?"), f"camera {feat.get('camera', 'normal')}"]
+    tags.append("fog" if feat.get("fog") is not None else "no fog")
+    if feat.get("fog") is not None and feat["fog"] < 100:
+        tags.append("thick fog (under 100 m)")
+    tags.append("repeated textures" if feat.get("periodic") else "no repeated textures")
+    if feat.get("weapon"):
+        tags.append("weapon drawn with depth")
+    tags.append(f"family {feat.get('family', 'classic')}")
+    return tags
+
+
+def report(name: str, rows: list[Row], chosen: dict[str, float], tuned_variants: set[str] | None = None) -> dict:
+    """Prints one group's figures; returns the headline numbers."""
+    skipped = len(rows) - len(material(rows))
+    rows = material(rows)
+    clean = [s for s, lab, _ in rows if not lab]
+    bad = [(s, lab) for s, lab, _ in rows if lab]
+    print(f"\n== {name}: {len(rows)} clips, {len(clean)} clean "
+          f"({skipped} more touch a defect that left every frame right: not counted)")
+    kinds = [d for d in DEFECT_CHECK if any(d in lab for _, lab in bad)]
+    print(f"{'check':18s} {'threshold':>9s} " + " ".join(f"{d[:12]:>12s}" for d in kinds) + f" {'clean dropped':>13s}")
     for check, t in chosen.items():
         cells = []
-        for d in DEFECT_CHECK:
+        for d in kinds:
             pos = [s for s, lab in bad if d in lab]
             cells.append(f"{np.mean([_value(s, check) > t for s in pos]):12.1%}" if pos else f"{'-':>12s}")
-        print(f"{check:18s} {t:9.4g} " + " ".join(cells) + f" {np.mean([_value(s, check) > t for s in clean]):13.1%}")
-    n = {d: sum(1 for _, lab in bad if d in lab) for d in DEFECT_CHECK}
-    print(f"{'clips with it':28s} " + " ".join(f"{n[d]:12d}" for d in DEFECT_CHECK))
+        cl = f"{np.mean([_value(s, check) > t for s in clean]):13.1%}" if clean else f"{'-':>13s}"
+        print(f"{check:18s} {t:9.4g} " + " ".join(cells) + " " + cl)
     hit = [bool(flagged(s, chosen)) for s, _ in bad]
     fa = [bool(flagged(s, chosen)) for s in clean]
-    heavy = [bool(flagged(s, chosen)) for s, lab in bad if max(v["frames"] for v in lab.values()) >= MIN_AFFECTED]
-    material = [bool(flagged(s, chosen)) for s, lab in bad if is_material(lab)]
-    print(f"all checks: {np.mean(hit):.1%} ({sum(hit)} of {len(hit)}) defective clips caught, "
+    print("\nper defect kind and variant (* = variant never in the tuning group):")
+    for d in kinds:
+        pos = [(s, lab) for s, lab in bad if d in lab]
+        print(f"  {d:14s} {np.mean([bool(flagged(s, chosen)) for s, _ in pos]):6.1%} of {len(pos)}")
+        for v in sorted({v for _, lab in pos for v in lab[d]["variants"]}):
+            pv = [s for s, lab in pos if v in lab[d]["variants"]]
+            short = [s for s, lab in pos if v in lab[d]["variants"] and lab[d]["frames"] < MIN_AFFECTED]
+            star = "*" if tuned_variants is not None and v not in tuned_variants else " "
+            print(f"    {v + star:12s} {np.mean([bool(flagged(s, chosen)) for s in pv]):6.1%} of {len(pv):4d}"
+                  + (f"   (1-3 frames in the clip: {np.mean([bool(flagged(s, chosen)) for s in short]):.1%} of {len(short)})"
+                     if short else ""))
+    print("\nper scene feature: defective caught | clean dropped")
+    tags = sorted({t for _, _, f in rows for t in feature_tags(f)})
+    for tag in tags:
+        b = [bool(flagged(s, chosen)) for s, lab, f in rows if lab and tag in feature_tags(f)]
+        c = [bool(flagged(s, chosen)) for s, lab, f in rows if not lab and tag in feature_tags(f)]
+        print(f"  {tag:28s} " + (f"{np.mean(b):6.1%} of {len(b):4d}" if b else f"{'-':>14s}") + " | "
+              + (f"{np.mean(c):6.1%} of {len(c):4d}" if c else "-"))
+    print(f"\nall checks: {np.mean(hit):.1%} ({sum(hit)} of {len(hit)}) defective clips caught, "
           f"{np.mean(fa):.1%} ({sum(fa)} of {len(fa)}) clean clips dropped")
-    print(f"  clips with at least {MIN_AFFECTED} of {CLIP_LEN} frames affected: {np.mean(heavy):.1%} of {len(heavy)} caught")
-    print(f"  materially wrong clips (a frame with over {MATERIAL:.0%} of its pixels wrong): "
-          f"{np.mean(material):.1%} of {len(material)} caught")
+    drops: dict[str, int] = {}
+    for s in clean:
+        for c in flagged(s, chosen):
+            drops[c] = drops.get(c, 0) + 1
+    if drops:
+        print("  clean drops by check: " + ", ".join(f"{k} {v}" for k, v in sorted(drops.items())))
     misses: dict[str, int] = {}
     for (s, lab), h in zip(bad, hit):
         if not h:
             for d, v in lab.items():
-                key = (f"{d}, {'1-3' if v['frames'] < MIN_AFFECTED else '4+'} frames, "
-                       f"{'material' if v['wrong'] > MATERIAL else 'not material'}")
+                key = f"{d}/{'+'.join(sorted(set(v['variants'])))}, {'1-3' if v['frames'] < MIN_AFFECTED else '4+'} frames"
                 misses[key] = misses.get(key, 0) + 1
     if misses:
         print("  missed: " + "; ".join(f"{k}: {v}" for k, v in sorted(misses.items())))
+    return {"caught": float(np.mean(hit)) if hit else 0.0, "clean_dropped": float(np.mean(fa)) if fa else 0.0}
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -254,44 +332,63 @@ def parse_seeds(text: str) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--captures", type=int, default=10)
-    ap.add_argument("--frames", type=int, default=128)
-    ap.add_argument("--seeds", default="125-129,133-136,200-215",
-                    help="seeds to report on (pooled; --per-seed for each): 1,2,5 or 1-5")
-    ap.add_argument("--tune-seeds", default="100-123,130-132,140-150,160-170,180-190",
+    ap.add_argument("--captures", type=int, default=6, help="captures per seed (cycling over the group's families)")
+    ap.add_argument("--frames", type=int, default=160)
+    ap.add_argument("--seeds", default="400-403", help="held-back seeds to report on: 1,2,5 or 1-5")
+    ap.add_argument("--families", default=HOLDOUT_FAMILIES, help="held-back scene families")
+    ap.add_argument("--variants", default=HOLDOUT_VARIANTS, help="defect variants of the held-back group ('all' or names)")
+    ap.add_argument("--tune-seeds", default="300-307",
                     help="seeds the thresholds are chosen on (the defaults in dav_builder/filters/config.py)")
+    ap.add_argument("--tune-families", default=TUNE_FAMILIES)
+    ap.add_argument("--tune-variants", default=TUNE_VARIANTS)
     ap.add_argument("--max-clean-drop", type=float, default=0.03,
                     help="share of clean tuning clips all checks together may drop (thresholds chosen jointly)")
     ap.add_argument("--per-check", action="store_true",
                     help="instead, choose each check's threshold alone: each may drop --max-clean-drop")
+    ap.add_argument("--frozen", action="store_true",
+                    help="report with the thresholds in dav_builder/filters/config.py instead of choosing them")
+    ap.add_argument("--no-holdout", action="store_true", help="report the tuning group only (while designing)")
     ap.add_argument("--score-only", action="store_true",
                     help="render and score (cached) the seeds given, print nothing else")
-    ap.add_argument("--per-seed", action="store_true", help="also report every seed on its own")
+    ap.add_argument("--render-only", action="store_true", help="with --score-only: render, do not score")
+    ap.add_argument("--per-seed", action="store_true", help="also report every held-back seed on its own")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dav-bench-filters")
     args = ap.parse_args()
     seeds, tune_seeds = parse_seeds(args.seeds), parse_seeds(args.tune_seeds)
     if set(seeds) & set(tune_seeds):
         ap.error(f"seeds {sorted(set(seeds) & set(tune_seeds))} are both tuned on and reported on")
+    if set(args.families.split(",")) & set(args.tune_families.split(",")):
+        ap.error("a scene family is both tuned on and reported on")
     t0 = time.perf_counter()
+    tune_group = dict(families=args.tune_families, variants=args.tune_variants)
+    held_group = dict(families=args.families, variants=args.variants)
     if args.score_only:
-        for seed in tune_seeds + seeds:
-            score_set(seed, args.captures, args.frames, args.work)
-        print(f"scored seeds {args.tune_seeds} and {args.seeds} in {time.perf_counter() - t0:.0f} s")
+        for seed in tune_seeds:
+            score_set(seed, args.captures, args.frames, args.work, **tune_group, render_only=args.render_only)
+        if not args.no_holdout:
+            for seed in seeds:
+                score_set(seed, args.captures, args.frames, args.work, **held_group, render_only=args.render_only)
+        print(f"scored in {time.perf_counter() - t0:.0f} s")
         return
-    tune_rows = [r for seed in tune_seeds for r in score_set(seed, args.captures, args.frames, args.work)]
-    per_seed = {seed: score_set(seed, args.captures, args.frames, args.work) for seed in seeds}
+    tune_rows = [r for seed in tune_seeds for r in score_set(seed, args.captures, args.frames, args.work, **tune_group)]
     print(f"machine: {platform.machine()}, python {platform.python_version()}; {time.perf_counter() - t0:.0f} s")
-    if args.per_check:
-        chosen = {check: tune(tune_rows, check, args.max_clean_drop) for check in CHECKS}
+    if args.frozen:
+        cfg = ScoringConfig()
+        chosen = {c: getattr(cfg, c).threshold for c in CHECKS if getattr(cfg, c).enabled}
+    elif args.per_check:
+        chosen = {check: tune(material(tune_rows), check, args.max_clean_drop) for check in CHECKS}
     else:
-        chosen = tune_jointly(tune_rows, CHECKS, args.max_clean_drop)
-    groups = [(f"tuning seeds {args.tune_seeds}", tune_rows)]
-    if args.per_seed:
-        groups += [(f"seed {seed}", rows) for seed, rows in per_seed.items()]
-    groups.append((f"seeds {args.seeds}" + (" pooled" if len(seeds) > 1 else ""),
-                   [r for rows in per_seed.values() for r in rows]))
-    for name, test_rows in groups:
-        report(name, test_rows, chosen)
+        chosen = tune_jointly(material(tune_rows), CHECKS, args.max_clean_drop)
+    tuned = set(parse_variants(args.tune_variants) and
+                [v for vs in parse_variants(args.tune_variants).values() for v in vs])  # type: ignore[union-attr]
+    report(f"tuning group: families {args.tune_families}, seeds {args.tune_seeds}", tune_rows, chosen, tuned)
+    if not args.no_holdout:
+        per_seed = {seed: score_set(seed, args.captures, args.frames, args.work, **held_group) for seed in seeds}
+        if args.per_seed:
+            for seed, rows in per_seed.items():
+                report(f"held-back seed {seed}", rows, chosen, tuned)
+        report(f"HELD BACK: families {args.families}, variants {args.variants}, seeds {args.seeds}",
+               [r for rows in per_seed.values() for r in rows], chosen, tuned)
     print("\nthresholds: " + json.dumps(chosen))
 
 

@@ -573,3 +573,117 @@ def test_the_stage_scores_the_pose_checks_and_leaves_them_null_without_poses():
     unposed = stage._checks(clip(other, None))
     assert unposed["pose_misfit"] is None and unposed["depth_jump"] is None
     assert decide(dict(unposed, depth_score=None, semantic_score=None), stage.cfg)[1] != "pose_misfit"
+
+
+# -- checks that hold on other games' captures: fog, repeated textures, weapons ------------------
+
+
+def slide_past_a_wall(n: int = 6, h: int = 72, w: int = 128, texture=None):
+    """A camera sliding right 0.25 m a frame past a textured wall 5 m away (5 px a frame at fx 100)."""
+    rng = np.random.default_rng(1)
+    if texture is None:
+        texture = cv2.GaussianBlur(rng.integers(0, 255, (h, w + 5 * n)).astype(np.float32), (0, 0), 2) * 3 - 255
+    g = np.stack([texture[:, 5 * t : 5 * t + w] for t in range(n)]).clip(0, 255).astype(np.float32)
+    d = np.full((n, h, w), 5.0, np.float32)
+    K = np.stack([np.array([[100.0, 0, w / 2], [0, 100.0, h / 2], [0, 0, 1]])] * n)
+    poses = np.stack([np.eye(4)] * n)
+    poses[:, 0, 3] = 0.25 * np.arange(n)
+    return g, d, K, poses
+
+
+def test_motion_mismatch_sees_content_drawn_without_depth_that_stays_put():
+    g, d, K, poses = slide_past_a_wall()
+    threshold = ScoringConfig().motion_mismatch.threshold
+    assert checks.motion_mismatch(g, d, K, poses) < threshold / 4
+    # a first-person weapon: textured, swaying by a pixel, drawn in RGB over the scene's depth
+    rng = np.random.default_rng(2)
+    gun = cv2.GaussianBlur(rng.uniform(0, 255, (30, 40)).astype(np.float32), (0, 0), 1.5)
+    weapon = g.copy()
+    for t in range(len(g)):
+        dx = t % 2
+        weapon[t, 40:70, 80 + dx : 120 + dx] = gun
+    assert checks.motion_mismatch(weapon, d, K, poses) > threshold
+    # the same weapon drawn into depth too (0.5 m, moving with the camera): a correct capture
+    with_depth = d.copy()
+    for t in range(len(g)):
+        with_depth[t, 40:70, 80 + t % 2 : 120 + t % 2] = 0.5
+    assert checks.motion_mismatch(weapon, with_depth, K, poses) < threshold / 4
+    # a still camera: nothing is expected to move, nothing to tell
+    still = np.stack([np.eye(4)] * len(g))
+    assert checks.motion_mismatch(np.stack([weapon[0]] * len(g)), d, K, still) == 0.0
+
+
+def test_a_repeating_texture_that_moves_by_its_period_is_not_an_overlay():
+    h, w, n = 72, 128, 6
+    x = np.arange(w + 5 * n)
+    stripes = np.tile(np.where((x // 5) % 2 == 0, 60.0, 190.0)[None, :], (h, 1))  # period 10 px, moved 5 a frame
+    checker = np.tile(np.where(((x // 5) % 2)[None, :] ^ ((np.arange(h) // 5) % 2)[:, None], 60.0, 190.0), (1, 1))
+    for texture in (stripes, checker):
+        g, d, K, poses = slide_past_a_wall(texture=texture.astype(np.float32))
+        # every other frame looks identical: a still patch, but it also sits where the depth puts it
+        assert checks.motion_mismatch(g, d, K, poses) < ScoringConfig().motion_mismatch.threshold / 4
+
+
+def test_depth_boundaries_count_by_how_visible_they_are_in_the_image():
+    d = np.full((40, 60), 10.0, np.float32)
+    d[10:30, 20:40] = 2.0
+    grey = np.full((40, 60), 100.0, np.float32)
+    grey[10:30, 20:40] = 180.0
+    ys, xs = np.nonzero(checks.occlusion_edges(d, border=0))
+    assert checks.edge_visibility(grey, d, ys, xs).min() > 0.99
+    foggy = np.full((40, 60), 100.0, np.float32)
+    foggy[10:30, 20:40] = 103.0  # the same box, swallowed by fog
+    assert checks.edge_visibility(foggy, d, ys, xs).max() < 0.3
+
+
+def test_ground_running_into_the_far_plane_is_not_an_edge_to_align_with():
+    h, w = 60, 80
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    d = np.where(rows >= 20, 150.0 * 20.5 / (rows - 19.5), 0.0) * np.ones((1, w), np.float32)
+    d[d > 149.0] = 0.0  # beyond the far plane: nothing drawn
+    grey = np.full((h, w), 200.0, np.float32)
+    grey[25:] = 90.0  # fog: the colour edge lies rows below where the depth ends
+    d[40:50, 30:40] = 5.0  # a box on the ground
+    grey[40:50, 30:40] = 30.0
+    edges = checks.occlusion_edges(d.astype(np.float32), border=0, grey=grey)
+    assert not edges[15:25].any() and edges[39:51, 29:41].any()
+
+
+def test_depth_jump_sees_a_wrong_buffer_of_a_few_frames():
+    K, poses, depth = walk_towards_a_slanted_wall()
+    threshold = ScoringConfig().depth_jump.threshold
+    wrong = depth.copy()
+    wrong[5:8] = np.flip(depth[5:8], axis=2) * 1.7  # three frames of depth from another view
+    pairs = (np.stack([K[:-1], K[1:]], 1), np.stack([poses[:-1], poses[1:]], 1))
+    assert checks.depth_jump(depth[:-1], depth[1:], *pairs) < threshold / 10
+    assert checks.depth_jump(wrong[:-1], wrong[1:], *pairs) > threshold
+
+
+def test_unexplained_change_sees_content_drawn_for_a_single_frame():
+    g, d, K, poses = slide_past_a_wall()
+    threshold = ScoringConfig().unexplained_change.threshold
+    assert checks.unexplained_change(g, d, K, poses) < threshold / 4
+    popped = g.copy()
+    popped[3, 40:70, 80:120] = 20.0  # a dark weapon drawn for one frame, not in depth
+    assert checks.unexplained_change(popped, d, K, poses) > threshold
+    with_depth = d.copy()
+    with_depth[3, 40:70, 80:120] = 0.5  # drawn into depth too: an object, not the scene's surface
+    assert checks.unexplained_change(popped, with_depth, K, poses) < threshold / 4
+    # a light switched on: the whole image brighter, explained by a gain
+    lit = g.copy()
+    lit[3:] = lit[3:] * 1.3 + 10
+    assert checks.unexplained_change(lit, d, K, poses) < threshold / 4
+
+
+def test_frozen_depth_is_not_a_camera_running_over_open_ground():
+    # the planar depth of a ground plane does not change when the camera moves along it
+    n, h, w = 5, 36, 64
+    K = np.stack([np.array([[50.0, 0, w / 2], [0, 50.0, h / 2], [0, 0, 1]])] * n)
+    poses = np.stack([np.eye(4)] * n)
+    poses[:, 2, 3] = 0.5 * np.arange(n)  # forward along +z, the ground 1.5 m below (+y is down)
+    rows = np.arange(h, dtype=np.float64)[:, None] - h / 2
+    ground = np.where(rows > 0.5, 1.5 * 50.0 / np.maximum(rows, 0.5), 0.0) * np.ones((1, w))
+    depth = np.repeat(ground[None].astype(np.float32), n, axis=0)
+    grey = np.stack([np.random.default_rng(t).uniform(0, 255, (h, w)).astype(np.float32) for t in range(n)])
+    Kp, Pp = np.stack([K[:-1], K[1:]], 1), np.stack([poses[:-1], poses[1:]], 1)
+    assert checks.frozen_depth(grey[:-1], grey[1:], depth[:-1], depth[1:], Kp, Pp) == 0.0

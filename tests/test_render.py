@@ -116,8 +116,7 @@ def test_captures_follow_the_format_and_carry_cuts_fades_and_menus(tmp_path):
 
 
 def test_planted_defects_are_written_with_their_ground_truth(tmp_path):
-    from dav_builder.render.timeline import DEFECTS
-
+    DEFECTS = ("depth_lag", "misaligned", "hud", "wrong_nearfar", "frozen_depth")  # weapon, wrong_buffer: below
     caps = render_captures(tmp_path, RenderConfig(scenes=1, frames=300, width=48, height=32, seed=3,
                                                   defects=DEFECTS, defect_rate=1.0), progress=False)
     root = caps[0]
@@ -160,3 +159,68 @@ def test_the_ground_truth_measures_how_wrong_a_frame_is_in_metres():
     # the same buffer read with twice the far plane: nearly right up close, wrong far away
     assert depth_error_planes(gl(true), n, 2 * f, f)["abs_rel"] < 0.01
     assert depth_error_planes(gl(np.full((2, 2), 60.0)), n, 2 * f, f)["wrong"] == 1.0
+
+
+def test_scene_families_write_their_features_and_zoom_changes_the_intrinsics(tmp_path):
+    from dav_builder.render.families import FAMILIES
+
+    cfg = RenderConfig(scenes=2, frames=80, width=64, height=36, seed=11, families=("fog_fields", "tiled_maze"))
+    caps = render_captures(tmp_path, cfg, progress=False)
+    shots = [json.loads((c / "shots.json").read_text()) for c in caps]
+    assert [s[0]["family"] for s in shots] == ["fog_fields", "tiled_maze"]
+    assert all(s["periodic"] for s in shots[1]) and not any(s["periodic"] for s in shots[0])
+    outdoor = [s for s in shots[0] if s["layout"] == "outdoor"]
+    assert outdoor and all(FAMILIES["fog_fields"].fog[0] <= s["fog"] <= FAMILIES["fog_fields"].fog[1] for s in outdoor)
+    # a zoom changes K (and the projection) frame by frame; without one K stays
+    from dav_builder.render.families import ShotStyle
+
+    style = ShotStyle("outdoor", "zoom", zoom=(60.0, 30.0, 0.1, 0.5))
+    assert style.fov(0.0, 60.0) == 60.0 and style.fov(1.0, 60.0) == pytest.approx(30.0)
+    backend = PybulletBackend(64, 36)
+    try:
+        k60 = backend.K.copy()
+        backend.set_fov(30.0)
+        assert backend.K[0, 0] > 2 * k60[0, 0] * 0.9 and backend.K[0, 2] == k60[0, 2]
+    finally:
+        backend.close()
+    with pytest.raises(ValueError, match="unknown scene family"):
+        RenderConfig(families=("nope",))
+
+
+def test_fog_and_weapons_touch_rgb_and_depth_as_a_game_does():
+    from dav_builder.render import overlays
+
+    rgb = np.full((36, 64, 3), 40, np.uint8)
+    metres = np.full((36, 64), 10.0)
+    metres[:10] = 0.0  # sky
+    fogged = overlays.apply_fog(rgb, metres, 5.0, (200, 200, 200))
+    assert abs(int(fogged[20, 5, 0]) - (40 * np.exp(-2) + 200 * (1 - np.exp(-2)))) <= 1 and fogged[0, 0, 0] == 200
+    img, where, w_m = overlays.weapon_layer(72, 128, "rifle", 0.0, 2.0)
+    assert 0.02 < where.mean() < 0.2 and where[-1].any() and not where[:20].any()
+    assert (w_m[where] >= 0.25).all() and (w_m[where] <= 0.7).all() and (w_m[~where] == 0).all()
+    d = overlays.gl_window_depth(np.array([0.1, 150.0, 1.0]), 0.1, 150.0)
+    assert d[0] == pytest.approx(0.0) and d[1] == pytest.approx(1.0) and 0 < d[2] < 1
+    for kind in overlays.HUD_KINDS:
+        assert (overlays.draw_hud(rgb, 3, kind) != rgb).any()
+
+
+def test_defect_variants_are_planted_and_described(tmp_path):
+    from dav_builder.render.engine import parse_variants
+    from dav_builder.render.timeline import VARIANTS
+
+    variants = parse_variants("pistol,shadow,subtitles")
+    assert variants == {"weapon": ("pistol",), "wrong_buffer": ("shadow",), "hud": ("subtitles",)}
+    caps = render_captures(tmp_path, RenderConfig(scenes=1, frames=200, width=64, height=36, seed=5,
+                                                  defects=("weapon", "wrong_buffer", "hud"), defect_rate=1.0,
+                                                  families=("fps_arena",), variants=variants), progress=False)
+    root = caps[0]
+    defects = {d["type"]: d for d in json.loads((root / "defects.json").read_text())}
+    assert {d["params"]["variant"] for d in defects.values()} == {"pistol", "shadow", "subtitles"}
+    weapon = defects["weapon"]
+    i = weapon["first_frame"]
+    assert min(weapon["params"]["frame_wrong"]) > 0.0  # RGB drawn over
+    assert max(defects["wrong_buffer"]["params"]["frame_abs_rel"]) > 0.1  # depth from the light's view
+    assert np.load(root / "depth" / f"{i:06d}.npy").min() > 0.5  # no weapon in depth (near 0.25 m is ~0.6)
+    with pytest.raises(ValueError, match="unknown defect variant"):
+        parse_variants("bazooka")
+    assert parse_variants("all") == VARIANTS

@@ -88,24 +88,13 @@ def apply_thresholds(src: Path, dst: Path, cfg: ScoringConfig, limits: ShardLimi
     dataset as an uninterrupted run.  ``overwrite`` deletes ``dst`` first.  The output is locked
     against a second writer (:mod:`dav_builder.pipeline.lock`).
     """
-    from dav_builder.pipeline.lock import DatasetLocked, lock_dataset
-    from dav_builder.pipeline.robust import disk_full_message
+    from dav_builder.pipeline.lock import sole_writer
 
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
         raise ValueError("--out must differ from the input dataset (the input is never modified)")
-    try:
-        lock = lock_dataset(dst, "dav-filter apply")
-    except DatasetLocked as exc:
-        raise ValueError(str(exc)) from None
-    with lock:
-        try:
-            return _apply(src, dst, cfg, limits, progress, overwrite)
-        except OSError as exc:
-            msg = disk_full_message(exc, dst)
-            if msg is None:
-                raise
-            raise ValueError(msg) from None
+    with sole_writer(dst, "dav-filter apply", ValueError):
+        return _apply(src, dst, cfg, limits, progress, overwrite)
 
 
 def _apply(src: Path, dst: Path, cfg: ScoringConfig, limits: ShardLimits, progress: bool, overwrite: bool) -> dict:

@@ -28,7 +28,14 @@ another by the camera poses agrees with that frame's depth.
 - :func:`depth_jump`: a frame pair whose depth disagrees with the camera poses far more than the
   pairs around it: depth that switches to another camera or catches up after freezing or lagging
   (the first or last frames of a defect, which the checks above need several frames to see), a
-  cut missed inside a clip, a pose glitch.
+  cut missed inside a clip, a pose glitch; or a run of up to a few pairs that does (a wrong depth
+  buffer for 1 to 4 frames).
+- :func:`motion_mismatch`: share of the image whose content stays put from one frame to the next
+  while its depth, carried by the poses, says it moves: content drawn in RGB without depth of its
+  own (a first-person weapon drawn in a pass that skips the depth buffer, a HUD, subtitles).
+
+Depth boundaries count in :func:`edge_misalignment` by how visible they are in the image (fog and
+haze hide them), and not where the ground runs into the far plane.
 """
 
 from __future__ import annotations
@@ -58,6 +65,16 @@ CHAMFER_CAP = 4.0
 #: Grey levels (0..255) by which the colour must differ across the sky's outline for the outline
 #: to count: grey sky meeting grey ground shows no colour edge to align with.
 OUTLINE_CONTRAST = 20.0
+#: Depth, as a share of the farthest depth in the frame, from which the outline of the pixels
+#: without depth is the far plane cutting the scene off (ground running to the horizon), not an
+#: object's silhouette against the sky: not an edge to align with ...
+FAR_OUTLINE = 0.6
+#: ... where depth recedes steeply toward the outline (log depth changing by more than this
+#: within a pixel: ground seen at a grazing angle), unlike a wall or a roof against the sky.
+FAR_SLOPE = 0.02
+#: ... or where it is this far (metres): haze flattens a distant outline's contrast, and an
+#: outline that far away says little about a camera a few centimetres off.
+FAR_OUTLINE_METRES = 60.0
 
 
 def outline_contrast(grey: np.ndarray, valid: np.ndarray, band: int = 4) -> float:
@@ -99,7 +116,16 @@ def occlusion_edges(depth: np.ndarray, border: int = MAX_SHIFT, grey: np.ndarray
     # discontinuity, so that a colour edge found on either side of the outline lies on it
     hole = ~valid
     if grey is None or outline_contrast(np.asarray(grey, np.float32), valid) >= OUTLINE_CONTRAST:
-        out |= (valid & _touches(hole)) | (hole & _touches(valid))
+        outline = (valid & _touches(hole)) | (hole & _touches(valid))
+        if grey is not None and valid.any():
+            # where the ground runs to the far plane, depth ends but the image does not: fog or
+            # haze fades the ground into the sky, and the colour edge, if any, lies nearer
+            k3 = np.ones((3, 3), np.uint8)
+            slope = cv2.dilate(logd.astype(np.float32), k3) - cv2.erode(np.where(valid, logd, 1e3).astype(np.float32), k3)
+            far = valid & (depth >= FAR_OUTLINE * float(depth[valid].max())) & \
+                (((slope > FAR_SLOPE) & (slope < 1e2)) | (depth >= FAR_OUTLINE_METRES))
+            outline &= ~cv2.dilate(far.astype(np.uint8), k3).astype(bool)
+        out |= outline
     return _clear_border(out, border)
 
 
@@ -160,19 +186,58 @@ def chamfer_gap(grey: np.ndarray, depth: np.ndarray) -> float:
     ys, xs = np.nonzero(dedge)
     if ys.size < MIN_EDGE_PIXELS // 4:
         return float("nan")
+    weight = edge_visibility(np.asarray(grey, np.float32), depth, ys, xs)
+    if weight.sum() < MIN_EDGE_PIXELS // 4:
+        return float("nan")
+    weight = weight / weight.sum()
     dist = cv2.distanceTransform((~rgb_edges(grey)).astype(np.uint8), cv2.DIST_L2, 3)
     np.minimum(dist, CHAMFER_CAP, out=dist)
     w = dist.shape[1]
     rows, cols = MAX_SHIFT + 1, 2 * MAX_SHIFT + 1
     table = dist.ravel()[(ys * w + xs)[:, None] + _shift_offsets(w)[None, :]].reshape(-1, rows, cols)
-    zero = float(table[:, rows // 2, MAX_SHIFT].mean())
-    best = float(table.mean(axis=0).min())  # constant shifts
+    zero = float(weight @ table[:, rows // 2, MAX_SHIFT])
+    best = float(np.tensordot(weight, table, axes=(0, 0)).min())  # constant shifts
     t = _nearness(depth, ys, xs)
     col = np.rint(_FAR[:, None] + t[None, :] * (_NEAR - _FAR)[:, None]).astype(np.intp) + MAX_SHIFT
     edge = np.arange(ys.size)[None, :]
     for r in range(rows // 2 - 1, rows // 2 + 2):
-        best = min(best, float(table[:, r, :][edge, col].mean(axis=1).min()))
+        best = min(best, float((table[:, r, :][edge, col] @ weight).min()))
     return zero - best
+
+
+#: Grey-level contrast across a depth boundary (mean of its near side against its far side, over
+#: a window wider than any shift tested) at which the boundary counts fully in :func:`chamfer_gap`;
+#: a boundary with less counts in proportion (fog, haze, an object the colour of what is behind it).
+VISIBLE_CONTRAST = 12.0
+
+
+def edge_visibility(grey: np.ndarray, depth: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """How visible each depth-boundary pixel (``ys``, ``xs``) is in the image, 0 to 1: the grey
+    contrast between the near and the far side of the boundary (split at the mean log depth of the
+    pixel's 3x3 neighbourhood's nearest and farthest; pixels without depth are far), over a window
+    :data:`MAX_SHIFT` pixels around it, over :data:`VISIBLE_CONTRAST`.
+
+    A window, not the two pixels across the boundary, so that depth from a camera a few pixels
+    off still sees the contrast of the boundary it should lie on.  A boundary that fog swallows,
+    or between two surfaces of the same colour, says nothing about alignment: it would score the
+    capped distance where it is and could come near some other colour edge when displaced.
+    """
+    h, w = depth.shape
+    logd = np.where(depth > 0, np.log(np.maximum(depth, 1e-6)), np.float32(30.0)).astype(np.float32)
+    k = np.ones((3, 3), np.uint8)
+    split = 0.5 * (cv2.erode(logd, k)[ys, xs] + cv2.dilate(logd, k)[ys, xs])
+    r = MAX_SHIFT
+    pad_d = np.pad(logd, r, mode="edge")
+    pad_g = np.pad(np.asarray(grey, np.float32), r, mode="edge")
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    iy, ix = (ys + r)[:, None] + dy.ravel()[None, :], (xs + r)[:, None] + dx.ravel()[None, :]
+    d, g = pad_d[iy, ix], pad_g[iy, ix]
+    near = d < split[:, None]
+    n_near, n_far = near.sum(1), (~near).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        contrast = np.abs((g * near).sum(1) / n_near - (g * ~near).sum(1) / n_far)
+    contrast = np.where((n_near > 0) & (n_far > 0), contrast, 0.0)
+    return np.clip(contrast / VISIBLE_CONTRAST, 0.0, 1.0)
 
 
 def kth_largest(values: list[float], k: int) -> float:
@@ -267,22 +332,25 @@ FROZEN_POSE_CHANGE = 0.05
 def pose_depth_change(depth_prev: np.ndarray, K_prev: np.ndarray, K: np.ndarray, pose_prev: np.ndarray,
                       pose: np.ndarray, rel: float = 1e-3) -> float:
     """Share of pixels whose depth should change by more than ``rel`` (relative) from one frame
-    to the next, by the camera poses: depth t-1 carried into frame t (a static scene) and compared
-    pixel by pixel.  0 for a still camera, and for one sliding sideways over a floor."""
-    from dav_builder.model.metrics import project
-
+    to the next, by the camera poses: each pixel of depth t-1 carried into frame t (a static
+    scene) against the depth t-1 had where it lands (interpolated in inverse depth, exact on a
+    plane), over the pixels that stay in view.  0 for a still camera,
+    for one sliding sideways over a wall, and for one moving along a ground plane (its planar
+    depth per row does not change)."""
     h, w = depth_prev.shape
-    u, v, z = project(depth_prev.astype(np.float64), K_prev, K, pose_prev, pose)
+    u, v, z = carry(depth_prev, K_prev, K, pose_prev, pose)
     with np.errstate(invalid="ignore"):
-        ok = (depth_prev > 0) & (z > 0) & (u > -0.5) & (u < w - 0.5) & (v > -0.5) & (v < h - 0.5)
+        ok = (depth_prev > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
     if not ok.any():
         return 0.0
-    pred = np.zeros((h, w))
-    pred[np.rint(v[ok]).astype(np.intp), np.rint(u[ok]).astype(np.intp)] = z[ok]
-    both = (pred > 0) & (depth_prev > 0)
-    if not both.any():
+    mx, my = np.where(ok, u, 0).astype(np.float32), np.where(ok, v, 0).astype(np.float32)
+    seen = depth_prev > 0
+    # inverse depth is affine across a plane: interpolated, a plane's depth comes out exact
+    inv = cv2.remap(np.where(seen, 1.0 / np.where(seen, depth_prev, 1.0), 0.0).astype(np.float32), mx, my, cv2.INTER_LINEAR)
+    ok &= (cv2.remap(seen.astype(np.float32), mx, my, cv2.INTER_LINEAR) > 0.999) & (inv > 0)
+    if not ok.any():
         return 0.0
-    return float((np.abs(np.log(pred[both]) - np.log(depth_prev[both])) > rel).mean())
+    return float((np.abs(np.log(z[ok] * inv[ok])) > np.log1p(rel)).mean())
 
 
 def image_change(grey_prev: np.ndarray, grey: np.ndarray) -> np.ndarray:
@@ -297,11 +365,12 @@ def frozen_depth(
     rgb_min_change: float = 0.2, min_changed: float = 1e-4, change: np.ndarray | None = None,
 ) -> float:
     """Share of moving (t-1, t) pairs whose depth does not change: fewer than ``min_changed`` of
-    the valid depth pixels change by more than 0.1 %.  A pair is moving when its RGB changes by
-    more than ``rgb_min_change`` grey levels on average or, with intrinsics ``K`` and camera
-    ``poses`` (n, 2, ...: t-1 and t), when the poses say that at least
+    the valid depth pixels change by more than 0.1 %.  With intrinsics ``K`` and camera ``poses``
+    (n, 2, ...: t-1 and t), a pair is moving when the poses say that at least
     :data:`FROZEN_POSE_CHANGE` of the depth should change: a camera walking past a plain wall
-    changes the image by a tenth of a grey level but its depth everywhere.
+    changes the image by a tenth of a grey level but its depth everywhere, and a camera running
+    over open ground changes the image but not the planar depth of the ground.  Without poses, a
+    pair is moving when its RGB changes by more than ``rgb_min_change`` grey levels on average.
 
     Counting changed pixels (not a median) matters: a camera moving over a ground plane leaves
     most ground pixels at the same depth, yet objects and walls change.  ``change`` is
@@ -311,11 +380,13 @@ def frozen_depth(
         change = image_change(grey_prev, grey)
     frozen = moving = 0
     for k, (dp, d) in enumerate(zip(depth_prev, depth)):
-        if change[k] <= rgb_min_change:
-            if K is None or poses is None or not np.isfinite(poses[k]).all():
-                continue
+        if K is not None and poses is not None and np.isfinite(poses[k]).all():
+            # the poses decide: a camera running over open ground changes the image but not the
+            # planar depth of the ground, and a camera walking past a plain wall the reverse
             if pose_depth_change(dp, K[k][0], K[k][1], poses[k][0], poses[k][1]) < FROZEN_POSE_CHANGE:
                 continue
+        elif change[k] <= rgb_min_change:
+            continue
         moving += 1
         valid = (d > 0) & (dp > 0)
         if not valid.any():
@@ -499,6 +570,9 @@ def pose_misfit(depth: np.ndarray, K: np.ndarray, poses: np.ndarray) -> float:
 #: A pair whose image changes this many times more than its neighbours' (mean absolute grey
 #: change) is a scene event, not a depth defect, for :func:`depth_jump`.
 JUMP_RGB_RATIO = 2.0
+#: Longest run of frame pairs that :func:`depth_jump` looks for standing out together (a defect of
+#: up to this many frames less one, from its first wrong frame to its last).
+JUMP_MAX_RUN = 5
 
 
 def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np.ndarray,
@@ -516,13 +590,182 @@ def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: 
     through a wall, which the near plane cuts open; a cut), not the depth buffer.
     """
     values = [pair_disagreement(dp, d, k[0], k[1], p[0], p[1]) for dp, d, k, p in zip(depth_prev, depth, K, poses)]
+    n = len(values)
     worst = 0.0
-    for i, v in enumerate(values):
-        near = [j for j in (i - 1, i + 1) if 0 <= j < len(values)]
-        around = [values[j] for j in near if not np.isnan(values[j])]
-        if np.isnan(v) or not around:
-            continue
-        if change is not None and change[i] > JUMP_RGB_RATIO * max(max(change[j] for j in near), 1e-3):
-            continue
-        worst = max(worst, v - max(around))
+    # a run of `run` pairs that all stand out: a wrong depth frame spoils the pair before and the
+    # pair after it, so a defect of f frames is a run of f + 1 pairs; runs of 1 to JUMP_MAX_RUN
+    for run in range(1, JUMP_MAX_RUN + 1):
+        for i in range(n - run + 1):
+            inside = values[i : i + run]
+            near = [j for j in (i - 1, i + run) if 0 <= j < n]
+            around = [values[j] for j in near if not np.isnan(values[j])]
+            if any(np.isnan(v) for v in inside) or not around:
+                continue
+            if change is not None and max(change[i : i + run]) > JUMP_RGB_RATIO * max(max(change[j] for j in near), 1e-3):
+                continue
+            worst = max(worst, min(inside) - max(around))
     return worst
+
+
+#: Smallest predicted motion (pixels at the check size, over the whole 3x3 neighbourhood) at which a
+#: pixel can tell "stays put" from "moves with the scene" in :func:`motion_mismatch`.
+MISMATCH_MOTION_PX = 2.0
+#: Largest residual motion (pixels) of content that counts as staying put: a held weapon sways.
+MISMATCH_SWAY_PX = 1
+#: Half size of the patches compared (a 5x5 patch).
+MISMATCH_PATCH = 2
+#: Patch contrast (standard deviation, grey levels) below which a patch has nothing to match.
+MISMATCH_TEXTURE = 4.0
+#: Log-depth difference above which frame a's depth, carried by the poses, disagrees with frame b's
+#: (a moving object, or content drawn with its own depth, such as a weapon that moves with the camera).
+MISMATCH_DEPTH = 0.05
+#: A pixel counts when staying put explains the next frame this many times better than moving with
+#: its depth does.
+MISMATCH_RATIO = 3.0
+#: Patch difference (mean absolute grey levels) where the depth puts the content, above which the
+#: content clearly is not there.
+MISMATCH_MIN_ERROR = 6.0
+#: Frames apart at most, and median scene motion sought, for the pairs of :func:`motion_mismatch`.
+MISMATCH_MAX_GAP = 4
+MISMATCH_GAP_MOTION_PX = 3.0
+
+
+def _box(x: np.ndarray) -> np.ndarray:
+    k = 2 * MISMATCH_PATCH + 1
+    return cv2.blur(x, (k, k), borderType=cv2.BORDER_REPLICATE)
+
+
+def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, depth_b: np.ndarray,
+                 K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
+    """Pixels of frame a whose image content stays put (within :data:`MISMATCH_SWAY_PX`) in frame b
+    while their depth, carried by the camera poses, says they move by more than
+    :data:`MISMATCH_MOTION_PX` (bool h x w).
+
+    Per pixel: the patch difference to frame b where the depth and poses put it (``scene``), and
+    to frame b at the same place, allowing a small sway (``still``).  It counts when ``still`` is
+    :data:`MISMATCH_RATIO` times smaller than ``scene``, the patch has texture, and the depth there
+    is the static scene's over the whole patch (frame a's depth carried into b agrees with b's):
+    content drawn over the
+    scene without depth of its own (a HUD, subtitles, a first-person weapon in RGB only).
+
+    Not fooled by a repeating texture: it moves with the scene, so its patch matches where the
+    depth puts it as well as, or better than, in place.  Not fooled by content with depth of its
+    own that moves with the camera (a weapon in the depth buffer, a car driven alongside): its
+    depth, carried by the poses, disagrees with the next frame's, so it is left out.
+    """
+    ga, gb = np.asarray(grey_a, np.float32), np.asarray(grey_b, np.float32)
+    h, w = ga.shape
+    u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        inside = (depth_a > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    mx = np.where(inside, u, xs).astype(np.float32)
+    my = np.where(inside, v, ys).astype(np.float32)
+    seen = depth_b > 0
+    logb = cv2.remap(np.log(np.where(seen, depth_b, 1.0)).astype(np.float32), mx, my, cv2.INTER_NEAREST)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        static = inside & (cv2.remap(seen.astype(np.uint8), mx, my, cv2.INTER_NEAREST) > 0) & \
+            (np.abs(np.log(np.where(z > 0, z, 1.0)) - logb) < MISMATCH_DEPTH)
+    motion = np.where(inside, np.hypot(mx - xs, my - ys), 0.0).astype(np.float32)
+    moving = cv2.erode(motion, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > MISMATCH_MOTION_PX
+    scene = _box(np.abs(cv2.remap(gb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) - ga))
+    still = np.full((h, w), np.inf, np.float32)
+    r = MISMATCH_SWAY_PX
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            m = np.float32([[1, 0, dx], [0, 1, dy]])
+            shifted = cv2.warpAffine(gb, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+            np.minimum(still, _box(np.abs(shifted - ga)), out=still)
+    texture = np.sqrt(np.maximum(_box(ga * ga) - _box(ga) ** 2, 0.0)) > MISMATCH_TEXTURE
+    # the whole patch must be static scene: at the outline of a weapon drawn with its own depth,
+    # the scene's pixels have patches that are mostly weapon, which stays put
+    static = cv2.erode(static.astype(np.uint8), np.ones((2 * MISMATCH_PATCH + 1,) * 2, np.uint8),
+                       borderType=cv2.BORDER_REPLICATE) > 0
+    out = static & moving & texture & (MISMATCH_RATIO * still < scene) & (scene > MISMATCH_MIN_ERROR)
+    return _clear_border(out, OVERLAY_BORDER + MISMATCH_PATCH)
+
+
+def median_motion(depth_a: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray,
+                  pose_b: np.ndarray) -> float:
+    """Median predicted motion (pixels) of frame a's pixels with depth, by the poses; 0 without any."""
+    h, w = depth_a.shape
+    u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b)
+    ok = (depth_a > 0) & (z > 0)
+    if not ok.any():
+        return 0.0
+    ys, xs = np.mgrid[0:h, 0:w]
+    return float(np.median(np.hypot(u[ok] - xs[ok], v[ok] - ys[ok])))
+
+
+def motion_mismatch(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np.ndarray, votes: int = 1) -> float:
+    """The ``votes``-th largest, over the frames of a clip, of the share of the image that
+    :func:`mismatch_map` finds: content that stays put while its depth says it moves (n frames in
+    order, with intrinsics (n, 3, 3) and poses (n, 4, 4)).  Each frame is compared with the next
+    frame at most :data:`MISMATCH_MAX_GAP` later in which the scene has moved by
+    :data:`MISMATCH_GAP_MOTION_PX` pixels (median): a slow camera moves a pixel a frame, too little
+    to tell still from moving.  Per frame, so that content drawn for a few frames still counts; 0
+    without pairs."""
+    return kth_largest([share for _, _, share in mismatch_pairs(grey, depth, K, poses)], votes)
+
+
+def mismatch_pairs(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np.ndarray) -> list[tuple[int, int, float]]:
+    """Frame i, the frame j it is compared with, and the share :func:`mismatch_map` finds, for
+    every frame but the last (see :func:`motion_mismatch`)."""
+    n = len(grey)
+    out = []
+    for i in range(n - 1):
+        for j in range(i + 1, min(n, i + MISMATCH_MAX_GAP + 1)):
+            if j == min(n - 1, i + MISMATCH_MAX_GAP) or \
+                    median_motion(depth[i], K[i], K[j], poses[i], poses[j]) >= MISMATCH_GAP_MOTION_PX:
+                break
+        out.append((i, j, float(mismatch_map(grey[i], grey[j], depth[i], depth[j], K[i], K[j],
+                                             poses[i], poses[j]).mean())))
+    return out
+
+
+#: Patch difference (mean absolute grey levels, after a global gain and offset) between a frame and
+#: the frame before carried into it by depth and poses, above which the content is new.
+CHANGE_RESIDUAL = 25.0
+
+
+def unexplained_map(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray, depth: np.ndarray,
+                    K_prev: np.ndarray, K: np.ndarray, pose_prev: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Pixels of frame t whose image content is not the previous frame's scene moved by depth and
+    poses (bool h x w): frame t's depth carried into frame t-1 by the poses picks the grey levels
+    there, a global gain and offset (a light switched) is fitted, and the patch difference left
+    exceeds :data:`CHANGE_RESIDUAL`; only where the depth of both frames is the static scene's over
+    the whole patch (moving objects, disocclusions and content with its own depth are left out).
+    Content drawn in RGB without depth for a frame or a few (a weapon, a HUD popping up, a minimap
+    turning) is such new content where the scene's depth is still right."""
+    gp, g = np.asarray(grey_prev, np.float32), np.asarray(grey, np.float32)
+    h, w = g.shape
+    u, v, z = carry(depth, K, K_prev, pose, pose_prev)
+    with np.errstate(invalid="ignore"):
+        inside = (depth > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    mx = np.where(inside, u, xs).astype(np.float32)
+    my = np.where(inside, v, ys).astype(np.float32)
+    seen = depth_prev > 0
+    logp = cv2.remap(np.log(np.where(seen, depth_prev, 1.0)).astype(np.float32), mx, my, cv2.INTER_NEAREST)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        static = inside & (cv2.remap(seen.astype(np.uint8), mx, my, cv2.INTER_NEAREST) > 0) & \
+            (np.abs(np.log(np.where(z > 0, z, 1.0)) - logp) < MISMATCH_DEPTH)
+    static = cv2.erode(static.astype(np.uint8), np.ones((2 * MISMATCH_PATCH + 1,) * 2, np.uint8),
+                       borderType=cv2.BORDER_REPLICATE) > 0
+    if static.sum() < 16:
+        return np.zeros((h, w), bool)
+    pred = cv2.remap(gp, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    a = np.vstack([pred[static], np.ones(int(static.sum()), np.float32)]).T
+    gain, offset = np.linalg.lstsq(a, g[static], rcond=None)[0]
+    residual = _box(np.abs(g - (gain * pred + offset)))
+    return _clear_border(static & (residual > CHANGE_RESIDUAL), OVERLAY_BORDER + MISMATCH_PATCH)
+
+
+def unexplained_change(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np.ndarray) -> float:
+    """The largest, over consecutive frame pairs of a clip (n frames in order, with intrinsics
+    (n, 3, 3) and poses (n, 4, 4)), share of the image that :func:`unexplained_map` finds: content
+    that the scene's own motion does not explain although its depth is the scene's.  One pair is
+    evidence enough: content drawn in RGB only for a single frame is found by it."""
+    shares = [float(unexplained_map(grey[i - 1], grey[i], depth[i - 1], depth[i], K[i - 1], K[i],
+                                    poses[i - 1], poses[i]).mean()) for i in range(1, len(grey))]
+    return max(shares, default=0.0)

@@ -14,6 +14,8 @@ Scores (all stored in the manifest and each clip's json, kept or dropped):
 ``static_overlay``                                                                    lower
 ``pose_misfit``      (null without camera poses)                                     lower
 ``depth_jump``       (null without camera poses)                                     lower
+``motion_mismatch``  (null without camera poses)                                     lower
+``unexplained_change`` (null without camera poses)                                   lower
 ==================== ============================================================ ==========
 
 The paper's rule: drop a clip when *both* the depth score and the semantic score fall below
@@ -56,7 +58,8 @@ class _PairFrames:
     depth_nearest: np.ndarray
 
 
-CHECKS = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay", "pose_misfit", "depth_jump")
+CHECKS = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay", "pose_misfit", "depth_jump",
+          "motion_mismatch", "unexplained_change")
 SCORE_NAMES = ("depth_score", "semantic_score") + CHECKS
 
 __all__ = ["ScoringStage", "decide", "failures", "ModelUnavailableError", "SCORE_NAMES"]
@@ -225,7 +228,26 @@ class ScoringStage:
             out["depth_jump"] = (checks.depth_jump(depth[p], depth[c], np.stack([K[p], K[c]], 1),
                                                    np.stack([poses[p], poses[c]], 1), change)
                                  if posed else None) if pairs else 0.0
+        if cfg.motion_mismatch.enabled:
+            out["motion_mismatch"] = (self._runs(pos, lambda r: checks.motion_mismatch(
+                grey[r], depth[r], K[r], poses[r]))  # type: ignore[index]
+                if posed else None) if pairs else 0.0
+        if cfg.unexplained_change.enabled:
+            out["unexplained_change"] = (self._runs(pos, lambda r: checks.unexplained_change(
+                grey[r], depth[r], K[r], poses[r]))  # type: ignore[index]
+                if posed else None) if pairs else 0.0
         return out
+
+    @staticmethod
+    def _runs(pos: list[int], score) -> float:
+        """The largest ``score(run)`` over the runs (slices) of consecutive frames among ``pos``."""
+        worst, start = 0.0, 0
+        for k in range(1, len(pos) + 1):
+            if k == len(pos) or pos[k] != pos[k - 1] + 1:  # a run of consecutive frames ends
+                if k - start >= 2:
+                    worst = max(worst, score(slice(start, k)))
+                start = k
+        return worst
 
     @staticmethod
     def _cameras(clip: Clip, pos: list[int], size: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -124,21 +124,10 @@ def build_dataset(
     ends the build with one :class:`BuildError` naming the path; a rerun after freeing space
     resumes it.
     """
-    from dav_builder.pipeline.lock import DatasetLocked, lock_dataset
-    from dav_builder.pipeline.robust import disk_full_message
+    from dav_builder.pipeline.lock import sole_writer
 
-    try:
-        lock = lock_dataset(out, "dav-build")
-    except DatasetLocked as exc:
-        raise BuildError(str(exc)) from None
-    with lock:
-        try:
-            return _build_dataset(inputs, out, cfg, overwrite, progress, say)
-        except OSError as exc:
-            msg = disk_full_message(exc, out)
-            if msg is None:
-                raise
-            raise BuildError(msg) from None
+    with sole_writer(out, "dav-build", BuildError):
+        return _build_dataset(inputs, out, cfg, overwrite, progress, say)
 
 
 def _build_dataset(

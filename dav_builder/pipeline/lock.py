@@ -23,6 +23,7 @@ holder from a slow one.  :func:`lock_dataset` returns an inert lock for them and
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import json
@@ -136,3 +137,24 @@ def lock_dataset(out: str | os.PathLike, what: str = "dav-build") -> DatasetLock
     os.ftruncate(fd, 0)
     os.pwrite(fd, data, 0)
     return DatasetLock(path, fd)
+
+
+@contextlib.contextmanager
+def sole_writer(out: str | os.PathLike, what: str, error: type[Exception]):
+    """Run the body as the only writer of dataset ``out``: the lock is taken first (a second
+    writer gets ``error`` naming the holder), and a write that runs out of space becomes one
+    ``error`` line naming the path (see :func:`.robust.disk_full_message`)."""
+    from dav_builder.pipeline.robust import disk_full_message
+
+    try:
+        lock = lock_dataset(out, what)
+    except DatasetLocked as exc:
+        raise error(str(exc)) from None
+    with lock:
+        try:
+            yield
+        except OSError as exc:
+            msg = disk_full_message(exc, out)
+            if msg is None:
+                raise
+            raise error(msg) from None

@@ -62,13 +62,22 @@ class PybulletBackend:
             self.client = pybullet.connect(pybullet.DIRECT)
         self.width, self.height = width, height
         self.near, self.far = near, far
-        proj = pybullet.computeProjectionMatrixFOV(vfov_deg, width / height, near, far, physicsClientId=self.client)
-        self._proj_gl = proj
-        self.projection = np.array(proj, dtype=np.float64).reshape(4, 4).T  # pybullet is column-major
-        self.K = tiny_renderer_intrinsics(self.projection, width, height)
+        self.vfov = None
+        self.set_fov(vfov_deg)
         self._tex_dir = tempfile.mkdtemp(prefix="dav-render-tex-")
         self._textures: dict[tuple, int] = {}
         self._moving: list[tuple[int, Prop]] = []
+
+    def set_fov(self, vfov_deg: float) -> None:
+        """Set the vertical field of view (a zoom): the projection matrix and ``K`` follow."""
+        if vfov_deg == self.vfov:
+            return
+        self.vfov = vfov_deg
+        proj = self.p.computeProjectionMatrixFOV(vfov_deg, self.width / self.height, self.near, self.far,
+                                                 physicsClientId=self.client)
+        self._proj_gl = proj
+        self.projection = np.array(proj, dtype=np.float64).reshape(4, 4).T  # pybullet is column-major
+        self.K = tiny_renderer_intrinsics(self.projection, self.width, self.height)
 
     def close(self) -> None:
         try:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from dav_builder.render.timeline import DEFECTS
+from dav_builder.render.families import FAMILIES
+from dav_builder.render.timeline import DEFECTS, VARIANTS
 
 EPILOG = """\b
 Examples:
@@ -15,6 +16,9 @@ Examples:
 \b
   # with planted defects (ground truth in each capture's defects.json)
   dav-render out/defects --scenes 20 --frames 128 --defects depth_lag,misaligned,hud,frozen_depth --defect-rate 0.7
+\b
+  # foggy fields and tiled mazes with first-person weapons, HUD kinds and wrong buffers
+  dav-render out/varied --scenes 2 --frames 96 --families fog_fields,tiled_maze --defects hud,weapon,wrong_buffer --variants all
 """
 
 
@@ -29,17 +33,25 @@ Examples:
 @click.option("--defects", default="", help=f"Comma-separated defects to plant: {', '.join(DEFECTS)}.")
 @click.option("--defect-rate", type=float, default=0.5, show_default=True,
               help="Probability that each listed defect appears in a capture.")
+@click.option("--families", default="classic", show_default=True,
+              help=f"Comma-separated scene families, cycled over the captures: {', '.join(FAMILIES)}.")
+@click.option("--variants", default="",
+              help="'all', or comma-separated defect variants to draw from (" +
+                   "; ".join(f"{k}: {', '.join(v)}" for k, v in VARIANTS.items()) +
+                   "); with variants some defects last only 1-4 frames. Default: each defect's first.")
 @click.option("--jpg", is_flag=True, help="Write RGB as JPEG instead of PNG.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def main(out, scenes, frames, width, height, seed, fps, defects, defect_rate, jpg, quiet) -> None:
+def main(out, scenes, frames, width, height, seed, fps, defects, defect_rate, families, variants, jpg, quiet) -> None:
     """Render SCENES procedural captures (indoor and outdoor layouts, moving camera and objects,
-    cuts, fades, a menu screen, lighting changes) into OUT, one directory per capture."""
-    from dav_builder.render.engine import RenderConfig, render_captures
+    cuts, fades, a menu screen, lighting changes; with --families fog, repeated textures,
+    first-person weapons, fast, zooming and drone cameras) into OUT, one directory per capture."""
+    from dav_builder.render.engine import RenderConfig, parse_variants, render_captures
 
     try:
         cfg = RenderConfig(scenes=scenes, frames=frames, width=width, height=height, seed=seed, fps=fps,
                            defects=tuple(d for d in defects.split(",") if d), defect_rate=defect_rate,
-                           rgb_format="jpg" if jpg else "png")
+                           rgb_format="jpg" if jpg else "png",
+                           families=tuple(f for f in families.split(",") if f), variants=parse_variants(variants))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     paths = render_captures(out, cfg, progress=not quiet)

@@ -11,16 +11,19 @@ as a game that draws only its UI leaves it: those frames have no valid depth.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from dav_builder.capture.depth import to_planar_metres
+from dav_builder.render import overlays
 from dav_builder.render.backend import Light, PybulletBackend
-from dav_builder.render.scene import make_layout
-from dav_builder.render.timeline import DEFECTS, Defect, Plan, Shot, defects_json, plan_capture
+from dav_builder.render.families import FAMILIES, ShotStyle, style_shot
+from dav_builder.render.scene import make_layout, with_open_ground, with_periodic_textures
+from dav_builder.render.timeline import DEFECTS, VARIANTS, Defect, Plan, Shot, defects_json, plan_capture
 from dav_builder.render.truth import depth_error, depth_error_planes, overlay_error
 from dav_builder.render.trajectory import cam_to_world
 
@@ -49,12 +52,29 @@ class RenderConfig:
     rgb_format: str = "png"
     """``png`` or ``jpg``."""
     name_prefix: str = "capture"
+    families: tuple[str, ...] = ("classic",)
+    """Scene families (:data:`dav_builder.render.families.FAMILIES`); capture ``i`` is of
+    ``families[i % len(families)]``."""
+    variants: dict[str, tuple[str, ...]] | None = None
+    """Defect type -> the variants it may take (:data:`dav_builder.render.timeline.VARIANTS`);
+    with variants, some spans last only 1-4 frames.  None = every defect its first variant."""
 
     def __post_init__(self) -> None:
         self.defects = tuple(self.defects)
+        self.families = tuple(self.families)
         for d in self.defects:
             if d not in DEFECTS:
                 raise ValueError(f"unknown defect {d!r}; choose from {', '.join(DEFECTS)}")
+        for f in self.families:
+            if f not in FAMILIES:
+                raise ValueError(f"unknown scene family {f!r}; choose from {', '.join(FAMILIES)}")
+        if not self.families:
+            raise ValueError("families must name at least one scene family")
+        for kind, names in (self.variants or {}).items():
+            bad = [n for n in names if n not in VARIANTS.get(kind, ())]
+            if bad:
+                raise ValueError(f"unknown variant(s) {', '.join(bad)} of {kind!r}; "
+                                 f"choose from {', '.join(VARIANTS.get(kind, ())) or 'none'}")
         if self.rgb_format not in ("png", "jpg"):
             raise ValueError("rgb_format must be png or jpg")
         if self.width < 16 or self.height < 16 or self.frames < 1 or self.scenes < 1:
@@ -64,7 +84,23 @@ class RenderConfig:
 @dataclass
 class _State:
     prev_depth: np.ndarray | None = None
+    prev2_depth: np.ndarray | None = None
     frozen: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def parse_variants(text: str) -> dict[str, tuple[str, ...]] | None:
+    """``all``, or comma-separated variant names (each names its defect type); '' = None."""
+    if not text:
+        return None
+    if text == "all":
+        return dict(VARIANTS)
+    owner = {v: k for k, vs in VARIANTS.items() for v in vs}
+    out: dict[str, list[str]] = {}
+    for name in (t.strip() for t in text.split(",") if t.strip()):
+        if name not in owner:
+            raise ValueError(f"unknown defect variant {name!r}; choose from {', '.join(owner)}")
+        out.setdefault(owner[name], []).append(name)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def sky(height: int, width: int, level: float) -> np.ndarray:
@@ -75,17 +111,7 @@ def sky(height: int, width: int, level: float) -> np.ndarray:
 
 def draw_hud(rgb: np.ndarray, frame: int) -> np.ndarray:
     """A game HUD: health bar, minimap, crosshair and a counter, drawn on RGB only."""
-    h, w = rgb.shape[:2]
-    out = rgb.copy()
-    s = max(1, w // 256)
-    cv2.rectangle(out, (6 * s, h - 14 * s), (6 * s + w // 4, h - 8 * s), (40, 200, 60), -1)
-    cv2.rectangle(out, (6 * s, h - 14 * s), (6 * s + w // 4, h - 8 * s), (255, 255, 255), 1)
-    cv2.rectangle(out, (w - w // 5 - 6 * s, 6 * s), (w - 6 * s, 6 * s + w // 5), (20, 20, 20), -1)
-    cv2.circle(out, (w - w // 10 - 6 * s, 6 * s + w // 10), 2 * s, (255, 60, 60), -1)
-    cv2.drawMarker(out, (w // 2, h // 2), (255, 255, 255), cv2.MARKER_CROSS, 8 * s, 1)
-    cv2.putText(out, f"{100 - frame % 100:03d}", (8 * s, 16 * s), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * s,
-                (255, 255, 0), 1, cv2.LINE_AA)
-    return out
+    return overlays.draw_hud(rgb, frame, "full")
 
 
 def menu_screen(height: int, width: int, seed: int) -> np.ndarray:
@@ -115,16 +141,53 @@ def _misaligned_view(eye: np.ndarray, target: np.ndarray, params: dict) -> tuple
     return eye2, eye2 + rot @ f
 
 
+def _other_view(kind: str, eye: np.ndarray, target: np.ndarray, light: Light) -> tuple[np.ndarray, np.ndarray]:
+    """Eye and target of a wrong depth buffer: the rear camera, a top-down view, or the light's
+    view (a shadow map)."""
+    f = target - eye
+    fh = np.array([f[0], f[1], 0.0])
+    fh /= max(float(np.linalg.norm(fh)), 1e-9)
+    if kind == "rear":
+        return eye, eye - f
+    if kind == "topdown":
+        return eye + np.array([0.0, 0.0, 12.0]), eye + fh * 3.0
+    d = np.asarray(light.direction, float)
+    d /= max(float(np.linalg.norm(d)), 1e-9)
+    return eye + d * 25.0 + np.array([0.0, 0.0, 5.0]), eye + fh * 5.0
+
+
+def _shift(depth: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(depth, m, (depth.shape[1], depth.shape[0]), flags=cv2.INTER_NEAREST,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
 def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | None = None) -> Path:
     """Render and write one capture; return its directory."""
     rng = np.random.default_rng([cfg.seed, index])
     layouts_rng = np.random.default_rng([cfg.seed, index, 1])
+    style_rng = np.random.default_rng([cfg.seed, index, 2])  # the family's draws: classic makes none
+    family = FAMILIES[cfg.families[index % len(cfg.families)]]
     indoor = make_layout("indoor", layouts_rng, (0.0, 0.0, 0.0))
     outdoor = make_layout("outdoor", layouts_rng, OUTDOOR_OFFSET)
+    if family.periodic:
+        indoor, outdoor = with_periodic_textures(indoor, style_rng), with_periodic_textures(outdoor, style_rng)
+    if family.open_ground:
+        outdoor = with_open_ground(outdoor)
     plan: Plan = plan_capture(cfg.frames, cfg.fps, [("indoor", indoor.origin, indoor.extent),
                                                     ("outdoor", outdoor.origin, outdoor.extent)],
-                              rng, cfg.defects, cfg.defect_rate)
+                              rng, cfg.defects, cfg.defect_rate, cfg.variants)
     layouts = [indoor, outdoor]
+    styles: list[ShotStyle] = []
+    for s_i, shot in enumerate(plan.shots):
+        frames_of = [f for f in plan.frames if f.shot == s_i]
+        if family.name == "classic":
+            styles.append(ShotStyle(layouts[shot.layout].kind))
+            continue
+        style, shot.trajectory = style_shot(family, layouts[shot.layout].kind, shot.trajectory,
+                                            len(frames_of) / cfg.fps, cfg.vfov_deg, style_rng,
+                                            layouts[shot.layout].origin)
+        styles.append(style)
     cap = Path(out) / f"{cfg.name_prefix}{index:03d}"
     (cap / "rgb").mkdir(parents=True, exist_ok=True)
     (cap / "depth").mkdir(exist_ok=True)
@@ -132,7 +195,6 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
     try:
         for layout in layouts:
             backend.add_layout(layout, layouts_rng)
-        K = backend.K
         menu = menu_screen(cfg.height, cfg.width, index)
         by_frame: dict[int, list[Defect]] = {}
         for d in plan.defects:
@@ -142,25 +204,73 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
         lines = []
         for i, fp in enumerate(plan.frames):
             shot = plan.shots[fp.shot]
+            style = styles[fp.shot]
             eye, target = shot.trajectory.pose(fp.t_shot)
             backend.set_time(i / cfg.fps)
-            rgb, depth = backend.render(eye, target, _light(shot, fp.t_shot))
+            backend.set_fov(style.fov(fp.t_shot, cfg.vfov_deg))
+            light = _light(shot, fp.t_shot)
+            rgb, depth = backend.render(eye, target, light)
             if layouts[shot.layout].sky:
                 nothing = depth >= 1.0
                 rgb[nothing] = sky(cfg.height, cfg.width, shot.light_level)[nothing]
+            if style.fog is not None:
+                metres = to_planar_metres(depth, "gl", near=cfg.near, far=cfg.far, invalid=[1.0])
+                metres = np.where(metres > 0, metres, cfg.far)  # the sky is as hazy as the far plane
+                level = 205 * shot.light_level
+                rgb = overlays.apply_fog(rgb, metres, style.fog, (level, level * 1.02, level * 1.05))
+            span_defects = by_frame.get(i, [])
+            weapon = style.weapon
+            for d in span_defects:
+                if d.type == "weapon":
+                    weapon = None  # drawn below, in RGB only
+            weapon_depth = None
+            if weapon is not None:  # a weapon pass that writes depth too: a correct capture
+                w_rgb, w_mask, w_m = overlays.weapon_layer(cfg.height, cfg.width, weapon, i / cfg.fps, 1.5)
+                rgb = np.where(w_mask[..., None], w_rgb, rgb)
+                weapon_depth = (w_mask, overlays.gl_window_depth(w_m, cfg.near, cfg.far))
+                depth = np.where(w_mask, np.minimum(depth, weapon_depth[1]), depth)
             clean_depth, clean_rgb = depth, rgb
-            for d in by_frame.get(i, []):
+            for d in span_defects:
+                variant = d.params.get("variant", "")
                 if d.type == "misaligned":
-                    e2, t2 = _misaligned_view(eye, target, d.params)
-                    _, depth = backend.render(e2, t2, _light(shot, fp.t_shot))
-                elif d.type == "depth_lag" and state.prev_depth is not None:
-                    depth = state.prev_depth
+                    if variant == "jitter":
+                        jr = np.random.default_rng([cfg.seed, index, 3, i])
+                        j = d.params["jitter_px"] * cfg.width / 256.0
+                        dx, dy = int(round(jr.uniform(-j, j))), int(round(jr.uniform(-j / 2, j / 2)))
+                        if dx == 0 and dy == 0:
+                            dx = 1 + int(j // 2)
+                        depth = _shift(depth, dx, dy)
+                    else:
+                        e2, t2 = _misaligned_view(eye, target, d.params)
+                        _, depth = backend.render(e2, t2, light)
+                        if weapon_depth is not None:
+                            depth = np.where(weapon_depth[0], np.minimum(depth, weapon_depth[1]), depth)
+                elif d.type == "depth_lag":
+                    late = state.prev2_depth if variant == "lag2" else state.prev_depth
+                    if late is not None:
+                        depth = late
                 elif d.type == "frozen_depth":
-                    depth = state.frozen.setdefault(id(d), clean_depth)
+                    if variant == "half_rate":
+                        if (i - d.first_frame) % 2 == 1 and state.prev_depth is not None:
+                            depth = state.prev_depth
+                    else:
+                        depth = state.frozen.setdefault(id(d), clean_depth)
                 elif d.type == "hud":
-                    rgb = draw_hud(rgb, i)
-            for d in by_frame.get(i, []):  # ground truth: how wrong this frame came out
-                if d.type == "hud":
+                    f = target - eye
+                    rgb = overlays.draw_hud(rgb, i, variant or "full", float(np.arctan2(f[1], f[0])))
+                elif d.type == "weapon":
+                    w_rgb, w_mask, _ = overlays.weapon_layer(cfg.height, cfg.width, variant or "rifle", i / cfg.fps,
+                                                             d.params.get("sway_px", 1.5))
+                    rgb = np.where(w_mask[..., None], w_rgb, rgb)
+                elif d.type == "wrong_buffer":
+                    e2, t2 = _other_view(variant or "rear", eye, target, light)
+                    _, depth = backend.render(e2, t2, light)
+                    if variant == "shadow":  # a shadow map: coarse
+                        small = cv2.resize(depth, (max(1, cfg.width // 4), max(1, cfg.height // 4)),
+                                           interpolation=cv2.INTER_NEAREST)
+                        depth = cv2.resize(small, (cfg.width, cfg.height), interpolation=cv2.INTER_NEAREST)
+            for d in span_defects:  # ground truth: how wrong this frame came out
+                if d.type in ("hud", "weapon"):
                     err = overlay_error(rgb, clean_rgb)
                 elif d.type == "wrong_nearfar":  # the buffer is right; its metres, read with the written far, are not
                     err = depth_error_planes(depth, cfg.near, cfg.far * d.params["far_factor"], cfg.far)
@@ -168,7 +278,7 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
                     err = depth_error(depth, clean_depth, cfg.near, cfg.far)
                 for key, value in err.items():
                     d.params.setdefault(f"frame_{key}", []).append(value)
-            state.prev_depth = clean_depth
+            state.prev2_depth, state.prev_depth = state.prev_depth, clean_depth
             if fp.menu:
                 rgb, depth = menu.copy(), np.ones_like(depth)
             elif fp.brightness < 1:
@@ -182,7 +292,7 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
             np.save(cap / "depth" / f"{name}.npy", depth.astype(np.float32))
             lines.append(json.dumps({
                 "index": i, "time": round(i / cfg.fps, 6), "rgb": f"rgb/{name}.{ext}", "depth": f"depth/{name}.npy",
-                "K": np.round(K, 6).tolist(), "projection": np.round(backend.projection, 9).tolist(),
+                "K": np.round(backend.K, 6).tolist(), "projection": np.round(backend.projection, 9).tolist(),
                 "cam_to_world": np.round(cam_to_world(eye, target), 9).tolist(),
             }))
             if progress is not None:
@@ -203,6 +313,8 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
     (cap / "frames.jsonl").write_text("\n".join(lines) + "\n")
     (cap / "segments.json").write_text(json.dumps(plan.segments, indent=1))
     (cap / "defects.json").write_text(json.dumps(defects_json(plan.defects), indent=1))
+    shots = [{"family": family.name, **asdict(st)} for st in styles]
+    (cap / "shots.json").write_text(json.dumps(shots, indent=1))
     return cap
 
 

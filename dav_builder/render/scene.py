@@ -12,6 +12,8 @@ import numpy as np
 
 SHAPES = ("box", "sphere", "cylinder", "capsule")
 TEXTURES = ("checker", "stripes", "noise", "bricks", "plain")
+#: Textures that repeat with a short period (a camera moving by one period sees the same image).
+PERIODIC = ("checker", "stripes", "tiles")
 
 
 @dataclass
@@ -40,10 +42,18 @@ class Layout:
 
 
 def texture_image(kind: str, colour: tuple[float, float, float], rng: np.random.Generator, size: int = 64) -> np.ndarray:
-    """A procedural RGB texture (uint8 size x size x 3)."""
+    """A procedural RGB texture (uint8 size x size x 3).  ``KIND:fine`` is a short-period pattern
+    over a 256-pixel texture (many repeats across a surface)."""
     base = np.array(colour, dtype=np.float32) * 255
+    fine = kind.endswith(":fine")
+    if fine:
+        kind, size = kind[: -len(":fine")], 256
     y, x = np.mgrid[0:size, 0:size]
-    if kind == "checker":
+    if fine and kind in ("checker", "stripes", "tiles"):
+        k = int(rng.integers(4, 9))
+        m = (((x // k + y // k) % 2) if kind == "checker" else ((x // k) % 2)).astype(np.float32)[..., None]
+        img = base * (0.55 + 0.45 * m) if kind != "tiles" else np.where((((x % k) < 1) | ((y % k) < 1))[..., None], base * 0.35, base)
+    elif kind == "checker":
         k = max(4, int(rng.integers(4, 16)))
         m = ((x // k + y // k) % 2).astype(np.float32)[..., None]
         img = base * (0.55 + 0.45 * m)
@@ -57,6 +67,10 @@ def texture_image(kind: str, colour: tuple[float, float, float], rng: np.random.
 
         m = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)[..., None]
         img = base * (0.5 + 0.5 * np.clip(m, 0, 1)) + rng.normal(0, 6, (size, size, 1))
+    elif kind == "tiles":  # square tiles with thin grout: many identical corners
+        k = max(6, int(rng.integers(6, 17)))
+        grout = ((x % k) < 1) | ((y % k) < 1)
+        img = np.where(grout[..., None], base * 0.35, base)
     elif kind == "bricks":
         bh, bw = 8, 16
         row = y // bh
@@ -145,3 +159,27 @@ def prop_position(prop: Prop, t: float) -> tuple[float, float, float]:
         return prop.position
     s = prop.period / (2 * np.pi) * np.sin(2 * np.pi * t / prop.period)
     return tuple(float(p + v * s) for p, v in zip(prop.position, prop.motion))  # type: ignore[return-value]
+
+
+def with_periodic_textures(layout: Layout, rng: np.random.Generator, share: float = 0.8) -> Layout:
+    """The layout with most surfaces re-textured with short-period patterns (checker floors,
+    striped walls, tiled boxes): repeated materials, as in many games."""
+    props = []
+    for i, prop in enumerate(layout.props):
+        tex = "checker:fine" if i == 0 else (PERIODIC[int(rng.integers(len(PERIODIC)))] + ":fine"
+                                             if rng.random() < share else prop.texture)
+        props.append(Prop(prop.shape, prop.size, prop.position, prop.colour, tex, prop.yaw, prop.motion, prop.period))
+    return Layout(layout.kind, layout.origin, props, layout.sky, layout.extent)
+
+
+def with_open_ground(layout: Layout, half_size: float = 600.0) -> Layout:
+    """An outdoor layout whose ground (and road) run past the far plane: an open horizon, where
+    the ground ends at the far plane rather than at its edge."""
+    if layout.kind != "outdoor":
+        return layout
+    props = list(layout.props)
+    for i in (0, 1):
+        p = props[i]
+        size = (half_size, p.size[1] if i == 1 else half_size, p.size[2])
+        props[i] = Prop(p.shape, size, p.position, p.colour, p.texture, p.yaw, p.motion, p.period)
+    return Layout(layout.kind, layout.origin, props, layout.sky, layout.extent)

@@ -13,7 +13,20 @@ import numpy as np
 
 from dav_builder.render.trajectory import KINDS, Trajectory, make_trajectory
 
-DEFECTS = ("depth_lag", "misaligned", "hud", "wrong_nearfar", "frozen_depth")
+DEFECTS = ("depth_lag", "misaligned", "hud", "wrong_nearfar", "frozen_depth", "weapon", "wrong_buffer")
+#: The ways each defect can be made (``params.variant``); the first is the one drawn when no
+#: variants are asked for.  ``weapon`` is a first-person weapon drawn in RGB but missing from
+#: depth; ``wrong_buffer`` is depth from another view altogether.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "depth_lag": ("lag1", "lag2"),
+    "misaligned": ("shift", "eye", "jitter"),
+    "hud": ("full", "statusbar", "crosshair", "minimap", "subtitles"),
+    "frozen_depth": ("held", "half_rate"),
+    "weapon": ("rifle", "pistol"),
+    "wrong_buffer": ("rear", "topdown", "shadow"),
+}
+#: Share of spans that last only 1 to 4 frames when variants are asked for.
+SHORT_SHARE = 0.3
 FADE_LEN, BLACK_LEN, MENU_LEN = 5, 2, 8
 
 
@@ -78,6 +91,7 @@ def _segments(frames: list[FramePlan]) -> list[dict]:
 def plan_capture(
     frames: int, fps: float, layouts: list[tuple[str, tuple[float, float, float], float]],
     rng: np.random.Generator, defects: tuple[str, ...] = (), defect_rate: float = 0.0,
+    variants: dict[str, tuple[str, ...]] | None = None,
 ) -> Plan:
     """Plan one capture of ``frames`` frames over the given layouts (kind, origin, extent)."""
     n_shots = int(np.clip(frames // 40, 1, 4))
@@ -116,13 +130,19 @@ def plan_capture(
         elif how == "menu" and b - MENU_LEN > bounds[s - 1] + 8:
             for k in range(MENU_LEN):
                 plan[b - MENU_LEN + k].menu = True
-    planted = plant_defects(plan, frames, rng, defects, defect_rate)
+    planted = plant_defects(plan, frames, rng, defects, defect_rate, variants)
     return Plan(shots, plan, _segments(plan), planted)
 
 
 def plant_defects(plan: list[FramePlan], frames: int, rng: np.random.Generator,
-                  defects: tuple[str, ...], rate: float) -> list[Defect]:
-    """Choose non-overlapping spans of clean shot frames for each defect type drawn."""
+                  defects: tuple[str, ...], rate: float,
+                  variants: dict[str, tuple[str, ...]] | None = None) -> list[Defect]:
+    """Choose non-overlapping spans of clean shot frames for each defect type drawn.
+
+    With ``variants`` (defect type -> the variants it may take), each defect of a listed type
+    draws its variant from those and lasts 1 to 4 frames with probability :data:`SHORT_SHARE`
+    (16 to 40 otherwise); without, every defect is its first variant and lasts 16 to 40 frames
+    (the engine's original plan, draw for draw)."""
     out: list[Defect] = []
     used = np.zeros(frames, bool)
     clean = np.array([f.brightness == 1 and not f.menu for f in plan])
@@ -134,7 +154,13 @@ def plant_defects(plan: list[FramePlan], frames: int, rng: np.random.Generator,
         if kind == "wrong_nearfar":
             out.append(Defect(kind, 0, frames - 1, {"far_factor": float(rng.choice([0.5, 2.0]))}))
             continue
-        length = int(rng.integers(16, 41))
+        chosen = (variants or {}).get(kind)
+        variant = VARIANTS.get(kind, ("",))[0]
+        if chosen:
+            variant = str(rng.choice(list(chosen)))
+            length = int(rng.integers(1, 5)) if rng.random() < SHORT_SHARE else int(rng.integers(16, 41))
+        else:
+            length = int(rng.integers(16, 41))
         for _ in range(50):
             a = int(rng.integers(1, max(2, frames - length)))
             b = min(frames - 1, a + length - 1)
@@ -143,6 +169,14 @@ def plant_defects(plan: list[FramePlan], frames: int, rng: np.random.Generator,
                 params: dict = {}
                 if kind == "misaligned":
                     params = {"offset_m": float(rng.uniform(0.15, 0.3)), "yaw_deg": float(rng.uniform(2.0, 4.0))}
+                    if variant == "eye":  # the other eye of a stereo pair: moved, not turned
+                        params = {"offset_m": float(rng.uniform(0.06, 0.12)), "yaw_deg": 0.0}
+                    elif variant == "jitter":  # every frame shifted by its own few pixels
+                        params = {"jitter_px": float(rng.uniform(2.0, 6.0))}
+                elif kind == "weapon":
+                    params = {"sway_px": float(rng.uniform(0.3, 3.0))}
+                if variant:
+                    params["variant"] = variant
                 out.append(Defect(kind, a, b, params))
                 used[a : b + 1] = True
                 break

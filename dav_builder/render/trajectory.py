@@ -25,6 +25,13 @@ class Trajectory:
     radius: float = 8.0
     wobble: float = 0.0
     """Amplitude of the gentle sideways sway of a walker or a flying camera (metres)."""
+    turn_amp: float = 0.15
+    """How far (radians) the camera looks left and right of its heading over time."""
+    turn_rate: float = 0.07
+    """How often (Hz) it does: a fast camera pans quickly."""
+    pitch: float | None = None
+    """Downward slope of the view (z of the unit-ish look vector; a drone looks down); None = the
+    kind's own (slightly down)."""
 
     def pose(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         o = np.array(self.origin, dtype=np.float64)
@@ -38,8 +45,9 @@ class Trajectory:
         bob = 0.03 * np.sin(2 * np.pi * 1.8 * t) if self.kind == "walk" else 0.0
         climb = 0.6 * np.sin(2 * np.pi * 0.05 * t) if self.kind == "fly" else 0.0
         eye = o + d * self.speed * t + side * sway + np.array([0, 0, self.height + bob + climb])
-        turn = 0.15 * np.sin(2 * np.pi * 0.07 * t)  # look slightly left and right over time
-        look = np.array([np.cos(self.heading + turn), np.sin(self.heading + turn), -0.08 if self.kind == "fly" else -0.02])
+        turn = self.turn_amp * np.sin(2 * np.pi * self.turn_rate * t)  # look left and right over time
+        down = self.pitch if self.pitch is not None else (-0.08 if self.kind == "fly" else -0.02)
+        look = np.array([np.cos(self.heading + turn), np.sin(self.heading + turn), down])
         return eye, eye + look * 10.0
 
 

@@ -27,23 +27,10 @@ from typing import Callable
 from dav_builder.clip import Clip
 from dav_builder.shards.tario import add_member, clip_members
 from dav_builder.storage import Store
+from dav_builder.storage.location import atomic_write_bytes
 
 SHARD_RE = re.compile(r"^(?P<prefix>[0-9a-z_-]*?)(?P<n>\d{6})\.tar$")
 STATE_DIR = "_state"
-
-
-def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
-
-    The rename alone survives a killed process; ``fsync`` also survives a power loss."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        if fsync:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_write_json(path: Path, obj: object, fsync: bool = True) -> None:

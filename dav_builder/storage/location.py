@@ -150,15 +150,7 @@ class Store:
         if not self.local:
             self.fs.pipe_file(self.join(rel), data)  # one PUT: visible only once complete
             return
-        path = self.local_path(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write_bytes(self.local_path(rel), data, fsync)
 
     def write_json(self, rel: str, obj: Any, fsync: bool = False) -> None:
         self.write_bytes(rel, json.dumps(obj, sort_keys=True, indent=1).encode(), fsync)
@@ -314,3 +306,17 @@ def local_dataset(location: str | os.PathLike, what: str = "kept") -> Path:
         shards = sorted({s for group in kept_shards(dest).values() for s in group})
         local_copy(text, shards, dest)
     return dest
+
+
+def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to the local ``path`` so that readers see the old file or the whole new one.
+
+    The rename alone survives a killed process; ``fsync`` also survives a power loss."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
