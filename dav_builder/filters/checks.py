@@ -635,6 +635,28 @@ def _box(x: np.ndarray) -> np.ndarray:
     return cv2.blur(x, (k, k), borderType=cv2.BORDER_REPLICATE)
 
 
+def _carried_static(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
+                    pose_a: np.ndarray, pose_b: np.ndarray):
+    """Frame a's pixels carried into frame b by depth and poses, for :func:`mismatch_map` and
+    :func:`unexplained_map`: ``inside`` (valid depth landing inside frame b), the remap
+    coordinates ``mx, my`` (a pixel's own place where not inside), the pixel grid ``xs, ys``, and
+    ``static`` (inside, and the carried depth agrees with frame b's depth there within
+    :data:`MISMATCH_DEPTH` in log: the static scene)."""
+    h, w = depth_a.shape
+    u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        inside = (depth_a > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    mx = np.where(inside, u, xs).astype(np.float32)
+    my = np.where(inside, v, ys).astype(np.float32)
+    seen = depth_b > 0
+    logb = cv2.remap(np.log(np.where(seen, depth_b, 1.0)).astype(np.float32), mx, my, cv2.INTER_NEAREST)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        static = inside & (cv2.remap(seen.astype(np.uint8), mx, my, cv2.INTER_NEAREST) > 0) & \
+            (np.abs(np.log(np.where(z > 0, z, 1.0)) - logb) < MISMATCH_DEPTH)
+    return inside, mx, my, xs, ys, static
+
+
 def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, depth_b: np.ndarray,
                  K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
     """Pixels of frame a whose image content stays put (within :data:`MISMATCH_SWAY_PX`) in frame b
@@ -655,17 +677,7 @@ def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, de
     """
     ga, gb = np.asarray(grey_a, np.float32), np.asarray(grey_b, np.float32)
     h, w = ga.shape
-    u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        inside = (depth_a > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
-    mx = np.where(inside, u, xs).astype(np.float32)
-    my = np.where(inside, v, ys).astype(np.float32)
-    seen = depth_b > 0
-    logb = cv2.remap(np.log(np.where(seen, depth_b, 1.0)).astype(np.float32), mx, my, cv2.INTER_NEAREST)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        static = inside & (cv2.remap(seen.astype(np.uint8), mx, my, cv2.INTER_NEAREST) > 0) & \
-            (np.abs(np.log(np.where(z > 0, z, 1.0)) - logb) < MISMATCH_DEPTH)
+    inside, mx, my, xs, ys, static = _carried_static(depth_a, depth_b, K_a, K_b, pose_a, pose_b)
     motion = np.where(inside, np.hypot(mx - xs, my - ys), 0.0).astype(np.float32)
     moving = cv2.erode(motion, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > MISMATCH_MOTION_PX
     scene = _box(np.abs(cv2.remap(gb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) - ga))
@@ -739,17 +751,7 @@ def unexplained_map(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndar
     turning) is such new content where the scene's depth is still right."""
     gp, g = np.asarray(grey_prev, np.float32), np.asarray(grey, np.float32)
     h, w = g.shape
-    u, v, z = carry(depth, K, K_prev, pose, pose_prev)
-    with np.errstate(invalid="ignore"):
-        inside = (depth > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    mx = np.where(inside, u, xs).astype(np.float32)
-    my = np.where(inside, v, ys).astype(np.float32)
-    seen = depth_prev > 0
-    logp = cv2.remap(np.log(np.where(seen, depth_prev, 1.0)).astype(np.float32), mx, my, cv2.INTER_NEAREST)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        static = inside & (cv2.remap(seen.astype(np.uint8), mx, my, cv2.INTER_NEAREST) > 0) & \
-            (np.abs(np.log(np.where(z > 0, z, 1.0)) - logp) < MISMATCH_DEPTH)
+    inside, mx, my, xs, ys, static = _carried_static(depth, depth_prev, K, K_prev, pose, pose_prev)
     static = cv2.erode(static.astype(np.uint8), np.ones((2 * MISMATCH_PATCH + 1,) * 2, np.uint8),
                        borderType=cv2.BORDER_REPLICATE) > 0
     if static.sum() < 16:
