@@ -127,23 +127,14 @@ def image_size(data: bytes, path: str | Path) -> tuple[int, int, str]:
         w, h = struct.unpack(">II", data[16:24])
         return int(w), int(h), "png"
     if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(data):
-            if data[i] != 0xFF:
-                raise FrameError(path, "corrupt JPEG marker stream")
-            marker = data[i + 1]
-            if marker == 0xFF:  # fill byte before a marker
-                i += 1
-                continue
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            seg = struct.unpack(">H", data[i + 2 : i + 4])[0]
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-                return int(w), int(h), "jpg"
-            i += 2 + seg
-        raise FrameError(path, "truncated JPEG: no frame header")
+        try:
+            i = _jpeg_frame_header(data, strict=True)
+        except ValueError as exc:
+            raise FrameError(path, str(exc)) from None
+        if i is None:
+            raise FrameError(path, "truncated JPEG: no frame header")
+        h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+        return int(w), int(h), "jpg"
     raise FrameError(path, "not a PNG or JPEG image")
 
 
@@ -156,10 +147,20 @@ def pixel_format(data: bytes) -> tuple[int, int]:
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         bits, ctype = data[24], data[25]
         return int(bits), {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(int(ctype), 0)
+    i = _jpeg_frame_header(data, strict=False)
+    return (0, 0) if i is None else (int(data[i + 4]), int(data[i + 9]))
+
+
+def _jpeg_frame_header(data: bytes, strict: bool) -> int | None:
+    """Offset of a JPEG's frame header (SOFn marker), walking the marker segments from byte 2;
+    None when the data ends first.  ``strict``: a byte where a marker should start that is not
+    0xFF raises ValueError (a corrupt stream); otherwise it is read as a marker all the same."""
     i = 2
     while i + 9 < len(data):
+        if strict and data[i] != 0xFF:
+            raise ValueError("corrupt JPEG marker stream")
         marker = data[i + 1]
-        if marker == 0xFF:
+        if marker == 0xFF:  # fill byte before a marker
             i += 1
             continue
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
@@ -167,9 +168,9 @@ def pixel_format(data: bytes) -> tuple[int, int]:
             continue
         seg = struct.unpack(">H", data[i + 2 : i + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int(data[i + 4]), int(data[i + 9])
+            return i
         i += 2 + seg
-    return 0, 0
+    return None
 
 
 def is_rgb8(data: bytes) -> bool:
