@@ -445,6 +445,9 @@ def main() -> None:
                                        {"learned_defect": tune(material(tune_rows), "learned_defect", args.max_clean_drop)})
         # always chosen on the tuning group (deterministic: frozen with the tuning data)
         sets["hand-made and learned together"] = tune_jointly(material(tune_rows), CHECKS, args.max_clean_drop)
+        if args.frozen:  # what a user gets turning it on: every shipped threshold as it is
+            sets["shipped thresholds, learned on"] = {c: getattr(cfg, c).threshold for c in CHECKS
+                                                      if getattr(cfg, c).enabled or c == "learned_defect"}
     tuned = set(parse_variants(args.tune_variants) and
                 [v for vs in parse_variants(args.tune_variants).values() for v in vs])  # type: ignore[union-attr]
     per_seed = {}

