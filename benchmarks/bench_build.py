@@ -8,7 +8,8 @@ the ``scenedetect`` command on the same frames.
 Each build runs in a fresh process (its time counts everything from ``build_dataset`` on: Ray's
 start-up included, the interpreter's imports not), ``--runs`` times; medians and ranges are
 reported.  Builds: the default (no flags: the executor is chosen automatically), ``--local``, and
-Ray with 1 and 2 CPUs; for each, the driver's CPU seconds per 1,000 frames and the bytes the
+Ray with 1 and 2 CPUs (a Ray build with fewer CPUs than the machine's is pinned to that many cores,
+so that 1 CPU means one core); for each, the driver's CPU seconds per 1,000 frames and the bytes the
 driver received (``stats.json``) against the dataset's bytes.  Finally a paper-scale estimate
 from the measured per-core throughput.
 
@@ -109,6 +110,10 @@ def _build_job(args) -> tuple[dict, float, int]:
     run = {"executor": executor}
     if num_cpus:
         run.update(num_cpus=num_cpus, object_store_mb=512)
+        if hasattr(os, "sched_setaffinity") and num_cpus < len(os.sched_getaffinity(0)):
+            # Ray's CPUs are logical: pin this process (and so the Ray processes it starts) to that
+            # many cores, or a "1 CPU" build still reads on the other core
+            os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:num_cpus])
     cfg = load_config(overrides={"run": run})
     t0 = time.perf_counter()
     result = build_dataset([captures_root], out, cfg, progress=False, say=lambda s: None)
@@ -151,20 +156,24 @@ def compare_codecs(caps_root: Path, work: Path, codecs: list[str]) -> None:
     from dav_builder.pipeline.config import load_config
     from dav_builder.shards import tario
 
-    default_level = tario.NPZ_LEVEL
-    for codec in codecs:
-        name, level = codec[:3], int(codec[3:] or default_level)
-        tario.NPZ_LEVEL = level  # read at call time by depth_to_npz
+    for codec in codecs:  # npy, npz (the default deflate), npz-zlib1, npz-zlib6, npz-isal1...
+        name, _, spec = codec.partition("-")
+        engine = spec.rstrip("0123456789") or None
+        level = int(spec[len(engine):]) if engine and spec[len(engine):] else None
         out = work / f"dataset-{codec}"
         shutil.rmtree(out, ignore_errors=True)
         cfg = load_config(overrides={"run": {"executor": "local"}, "shards": {"depth_codec": name}})
-        t0 = time.perf_counter()
-        stats = build_dataset([caps_root], out, cfg, progress=False, say=lambda s: None).stats
-        secs = time.perf_counter() - t0
+        saved = tario.depth_to_npz
+        tario.depth_to_npz = lambda d, lv=None, en=None: saved(d, level, engine)  # read at call time by encode_depth
+        try:
+            t0 = time.perf_counter()
+            stats = build_dataset([caps_root], out, cfg, progress=False, say=lambda s: None).stats
+            secs = time.perf_counter() - t0
+        finally:
+            tario.depth_to_npz = saved
         shards = sum(p.stat().st_size for p in out.glob("shards/*/*.tar"))
-        print(f"{codec:6s} local build {stats['frames_read'] / secs:7.1f} frames/s   shards {shards / 2**20:8.1f} MiB"
+        print(f"{codec:10s} local build {stats['frames_read'] / secs:7.1f} frames/s   shards {shards / 2**20:8.1f} MiB"
               f"   stages {stats['seconds_per_stage']}")
-    tario.NPZ_LEVEL = default_level
 
 
 def detection_only(capture: Path, threads: int) -> tuple[int, float]:
@@ -214,7 +223,7 @@ def main() -> None:
     ap.add_argument("--detection", action="store_true", help="also compare scene detection with the scenedetect command")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--codecs", nargs="*", default=None, metavar="CODEC",
-                    help="only compare local builds with these depth codecs (npy, npz, npz1...npz9: zlib level)")
+                    help="only compare local builds with these depth codecs (npy, npz, npz-zlib1, npz-zlib6, npz-isal1...)")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="dav-bench-"))
     caps_root = work / "captures"
@@ -233,6 +242,8 @@ def main() -> None:
     chosen = [b for b in args.builds.split(",") if b in builds]
     fps: dict[str, list[float]] = {b: [] for b in chosen}
     last: dict[str, tuple[dict, int]] = {}
+    after: dict[str, list[float]] = {}
+    starts: dict[str, list[float]] = {}
     for run in range(args.runs):  # interleaved, so that a noisy minute hits every variant alike
         for procs in floors:
             frames, secs = run_floor(captures, work, procs)
@@ -241,6 +252,9 @@ def main() -> None:
             executor, cpus = builds[name]
             stats, secs, data = run_build(caps_root, work / f"dataset-{name}", executor, cpus)
             fps[name].append(stats["frames_read"] / secs)
+            if stats.get("seconds_after_ray_start"):  # Ray's start-up apart: the throughput a long build sees
+                after.setdefault(name, []).append(stats["frames_read"] / stats["seconds_after_ray_start"])
+                starts.setdefault(name, []).append(stats["ray_start_seconds"])
             last[name] = (stats, data)
         print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in {**{f'floor{p}': floors[p] for p in floors},
                                                                          **fps}.items()) + " frames/s")
@@ -257,10 +271,17 @@ def main() -> None:
               f"{floor1 / med:.2f}x the 1-process floor; driver {per_k:.2f} CPU s per 1,000 frames{run_k}, "
               f"{stats['driver_bytes']:,} bytes to the driver = {100 * stats['driver_bytes'] / max(1, data):.3f} % "
               f"of {data:,} dataset bytes")
+        if after.get(name):
+            print(f"    after Ray's start-up ({_median_range(starts[name]).strip()} s): "
+                  f"{_median_range(after[name])} frames/s")
     if "ray1" in fps and "ray2" in fps:
         print(f"Ray 2 CPUs / 1 CPU: {statistics.median(fps['ray2']) / statistics.median(fps['ray1']):.2f}x")
+    if "ray1" in after and "ray2" in after:
+        print(f"  after start-up: {statistics.median(after['ray2']) / statistics.median(after['ray1']):.2f}x")
     if "ray2" in fps and "local" in fps:
         print(f"Ray 2 CPUs / --local: {statistics.median(fps['ray2']) / statistics.median(fps['local']):.2f}x")
+        if "ray2" in after:
+            print(f"  after start-up: {statistics.median(after['ray2']) / statistics.median(fps['local']):.2f}x")
     if "default" in last:  # per-core throughput: frames per worker-second, all cores busy
         stats = last["default"][0]
         worker_seconds = sum(stats["seconds_per_stage"].values())

@@ -182,7 +182,8 @@ def test_ray_executor_matches_local_and_ray_reads_the_shards(captures, tmp_path)
     c.run.num_cpus = 2
     c.run.object_store_mb = 256
     try:
-        build_dataset([captures], distributed, c, progress=False, say=lambda s: None)
+        stats = build_dataset([captures], distributed, c, progress=False, say=lambda s: None).stats
+        assert stats["ray_start_seconds"] > 0 and stats["seconds_after_ray_start"] > 0
         a, b = manifest(local), manifest(distributed)
         key = lambda r: r["clip_id"]  # noqa: E731
         assert [(r["clip_id"], r["keep"], r["reason"]) for r in sorted(a, key=key)] == \
@@ -192,6 +193,19 @@ def test_ray_executor_matches_local_and_ray_reads_the_shards(captures, tmp_path)
         assert {r["__key__"] for r in rows} == {r["clip_id"] for r in b if r["bucket"] == bucket and r["shard"]}
     finally:
         ray.shutdown()
+
+
+def test_ray_tasks_read_with_one_thread_per_ray_cpu_unless_configured():
+    from dav_builder.pipeline.executors import task_threads
+
+    auto = cfg()
+    assert auto.split.read_threads == 0
+    assert task_threads(auto, 1.0).split.read_threads == 1
+    assert task_threads(auto, 2.0).split.read_threads == 2
+    assert auto.split.read_threads == 0  # the build's own config is left as it was
+    fixed = cfg()
+    fixed.split.read_threads = 3
+    assert task_threads(fixed, 1.0).split.read_threads == 3
 
 
 def test_frames_decoded_ahead_are_bounded_by_memory():

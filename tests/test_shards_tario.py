@@ -54,3 +54,24 @@ def test_unknown_depth_codec_and_member_are_clear_errors():
         encode_depth(np.ones((2, 2)), "png")
     with pytest.raises(ValueError, match="neither .npy nor .npz"):
         decode_depth(b"garbage")
+
+
+def test_zip_one_is_a_valid_zip_with_either_deflate_engine():
+    import io
+    import zipfile
+
+    from dav_builder.shards.zipdeflate import deflate_engine, zip_one
+
+    data = np.random.default_rng(2).integers(0, 4, 5000, dtype=np.uint8).tobytes() + b"\0" * 3000
+    outs = {}
+    for engine in ("isal", "zlib"):
+        if engine == "isal" and deflate_engine() != "isal":
+            continue
+        blob = zip_one("depth.npy", data, engine=engine)
+        zf = zipfile.ZipFile(io.BytesIO(blob))
+        assert zf.testzip() is None  # CRC and sizes right
+        (info,) = zf.infolist()
+        assert (info.filename, info.compress_type, info.external_attr >> 16) == ("depth.npy", zipfile.ZIP_DEFLATED, 0o100644)
+        assert zf.read("depth.npy") == data and len(blob) < len(data)
+        outs[engine] = blob
+    assert "zlib" in outs

@@ -40,8 +40,19 @@ haze hide them), and not where the ground runs into the far plane.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
+
+
+@lru_cache(maxsize=16)
+def _pixel_grid(h: int, w: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(ys, xs)`` pixel coordinates of an h x w frame (as ``np.mgrid``), made once per size and
+    kept read-only: the checks ask for the same frame size thousands of times per build."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(dtype)
+    ys.flags.writeable = xs.flags.writeable = False
+    return ys, xs
 
 #: Largest shift, in pixels at the check size, that edge alignment is tested over.
 MAX_SHIFT = 6
@@ -413,7 +424,7 @@ def predicted_motion(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a
 
     h, w = depth.shape
     u, v, z = project(depth.astype(np.float64), K_a, K_b, pose_a, pose_b)
-    ys, xs = np.mgrid[0:h, 0:w]
+    ys, xs = _pixel_grid(h, w, "int64")
     with np.errstate(invalid="ignore"):
         motion = np.hypot(u - xs, v - ys)
     motion[(depth <= 0) | ~(z > 0)] = np.nan
@@ -636,15 +647,16 @@ def _box(x: np.ndarray) -> np.ndarray:
 
 
 def _carried_static(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
-                    pose_a: np.ndarray, pose_b: np.ndarray):
+                    pose_a: np.ndarray, pose_b: np.ndarray, carried=None):
     """Frame a's pixels carried into frame b by depth and poses, for :func:`mismatch_map` and
     :func:`unexplained_map`: ``inside`` (valid depth landing inside frame b), the remap
     coordinates ``mx, my`` (a pixel's own place where not inside), the pixel grid ``xs, ys``, and
     ``static`` (inside, and the carried depth agrees with frame b's depth there within
-    :data:`MISMATCH_DEPTH` in log: the static scene)."""
+    :data:`MISMATCH_DEPTH` in log: the static scene).  ``carried``: :func:`carry`'s result for
+    these frames when the caller has it already."""
     h, w = depth_a.shape
-    u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b) if carried is None else carried
+    ys, xs = _pixel_grid(h, w, "float32")
     with np.errstate(invalid="ignore"):
         inside = (depth_a > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
     mx = np.where(inside, u, xs).astype(np.float32)
@@ -658,7 +670,8 @@ def _carried_static(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K
 
 
 def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, depth_b: np.ndarray,
-                 K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
+                 K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray, pose_b: np.ndarray,
+                 carried=None) -> np.ndarray:
     """Pixels of frame a whose image content stays put (within :data:`MISMATCH_SWAY_PX`) in frame b
     while their depth, carried by the camera poses, says they move by more than
     :data:`MISMATCH_MOTION_PX` (bool h x w).
@@ -674,10 +687,11 @@ def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, de
     depth puts it as well as, or better than, in place.  Not fooled by content with depth of its
     own that moves with the camera (a weapon in the depth buffer, a car driven alongside): its
     depth, carried by the poses, disagrees with the next frame's, so it is left out.
+    ``carried``: :func:`carry` of frame a into b when the caller has it already.
     """
     ga, gb = np.asarray(grey_a, np.float32), np.asarray(grey_b, np.float32)
     h, w = ga.shape
-    inside, mx, my, xs, ys, static = _carried_static(depth_a, depth_b, K_a, K_b, pose_a, pose_b)
+    inside, mx, my, xs, ys, static = _carried_static(depth_a, depth_b, K_a, K_b, pose_a, pose_b, carried)
     motion = np.where(inside, np.hypot(mx - xs, my - ys), 0.0).astype(np.float32)
     moving = cv2.erode(motion, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > MISMATCH_MOTION_PX
     scene = _box(np.abs(cv2.remap(gb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) - ga))
@@ -698,14 +712,15 @@ def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, de
 
 
 def median_motion(depth_a: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray,
-                  pose_b: np.ndarray) -> float:
-    """Median predicted motion (pixels) of frame a's pixels with depth, by the poses; 0 without any."""
+                  pose_b: np.ndarray, carried=None) -> float:
+    """Median predicted motion (pixels) of frame a's pixels with depth, by the poses; 0 without any.
+    ``carried``: :func:`carry` of frame a into b when the caller has it already."""
     h, w = depth_a.shape
-    u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b)
+    u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b) if carried is None else carried
     ok = (depth_a > 0) & (z > 0)
     if not ok.any():
         return 0.0
-    ys, xs = np.mgrid[0:h, 0:w]
+    ys, xs = _pixel_grid(h, w, "float64")  # the float64 differences of float32 u, v and whole pixels
     return float(np.median(np.hypot(u[ok] - xs[ok], v[ok] - ys[ok])))
 
 
@@ -727,11 +742,14 @@ def mismatch_pairs(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np
     out = []
     for i in range(n - 1):
         for j in range(i + 1, min(n, i + MISMATCH_MAX_GAP + 1)):
-            if j == min(n - 1, i + MISMATCH_MAX_GAP) or \
-                    median_motion(depth[i], K[i], K[j], poses[i], poses[j]) >= MISMATCH_GAP_MOTION_PX:
+            carried = None
+            if j == min(n - 1, i + MISMATCH_MAX_GAP):
+                break
+            carried = carry(depth[i], K[i], K[j], poses[i], poses[j])  # mismatch_map's too, if j is chosen
+            if median_motion(depth[i], K[i], K[j], poses[i], poses[j], carried) >= MISMATCH_GAP_MOTION_PX:
                 break
         out.append((i, j, float(mismatch_map(grey[i], grey[j], depth[i], depth[j], K[i], K[j],
-                                             poses[i], poses[j]).mean())))
+                                             poses[i], poses[j], carried).mean())))
     return out
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 
 from dav_builder.clip import Clip
+from dav_builder.shards.zipdeflate import zip_one
 
 
 def frame_tag(i: int) -> str:
@@ -45,18 +45,24 @@ DEPTH_CODECS = ("npz", "npy")
 DEFAULT_DEPTH_CODEC = "npz"
 NPZ_ARRAY = "depth"
 """Name of the array inside a ``.npz`` depth member."""
-NPZ_LEVEL = 1
-"""zlib level of ``.npz`` depth: see docs/benchmarks.md (level 1 is faster to write but larger)."""
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_NPZ_MEMBER = f"{NPZ_ARRAY}.npy"
 
 
 def depth_float16(depth: np.ndarray) -> np.ndarray:
     """Planar depth as stored: float16, non-finite, non-positive and out-of-range values
     (above float16's 65504 m, which would become inf) set to 0 (invalid)."""
     d = np.asarray(depth, dtype=np.float32)
+    if d.ndim == 2:
+        d = np.ascontiguousarray(d)
+        lo, hi, _, _ = cv2.minMaxLoc(d)
+        # planar depth from the readers is already finite and >= 0: one pass to make sure (NaN
+        # would slip past minMaxLoc) instead of building the masked copy
+        if not (lo >= 0.0 and hi < 65504.0 and np.isfinite(d).all()):
+            d = np.where(np.isfinite(d) & (d > 0) & (d < 65504.0), d, np.float32(0.0))
+        # OpenCV's conversion rounds exactly as numpy's astype(float16) (tested), about 10x faster
+        return cv2.add(d, 0.0, dtype=cv2.CV_16F)
     d = np.where(np.isfinite(d) & (d > 0) & (d < 65504.0), d, np.float32(0.0))
-    # OpenCV's conversion rounds exactly as numpy's astype(float16) (tested), about 10x faster
-    return cv2.add(np.ascontiguousarray(d), 0.0, dtype=cv2.CV_16F) if d.ndim == 2 else d.astype(np.float16)
+    return d.astype(np.float16)
 
 
 def depth_to_npy(depth: np.ndarray) -> bytes:
@@ -66,19 +72,12 @@ def depth_to_npy(depth: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def depth_to_npz(depth: np.ndarray, level: int | None = None) -> bytes:
+def depth_to_npz(depth: np.ndarray, level: int | None = None, engine: str | None = None) -> bytes:
     """Serialise one planar depth frame as the ``npz`` codec: the float16 ``.npy`` of
     :func:`depth_to_npy`, deflated inside a zip as array ``depth``, with fixed zip metadata
-    (no clock, no host) so equal depth gives equal bytes."""
-    info = zipfile.ZipInfo(f"{NPZ_ARRAY}.npy", date_time=_ZIP_EPOCH)
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.create_system = 3
-    info.external_attr = 0o644 << 16
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(info, depth_to_npy(depth), compress_type=zipfile.ZIP_DEFLATED,
-                    compresslevel=NPZ_LEVEL if level is None else level)
-    return buf.getvalue()
+    (no clock, no host) so equal depth gives equal bytes.  The deflate is ISA-L's at level 2
+    (:mod:`dav_builder.shards.zipdeflate`); ``engine``/``level`` pick another (benchmarks)."""
+    return zip_one(_NPZ_MEMBER, depth_to_npy(depth), level, engine)
 
 
 def encode_depth(depth: np.ndarray, codec: str = DEFAULT_DEPTH_CODEC) -> bytes:
