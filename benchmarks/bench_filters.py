@@ -42,8 +42,9 @@ from dav_builder.capture.dav import DavCapture
 from dav_builder.clip import Clip, make_clip_id
 from dav_builder.filters import checks as checks_module
 from dav_builder.filters import stage as stage_module
+from dav_builder.filters import learned as learned_module
 from dav_builder.filters.config import ScoringConfig
-from dav_builder.filters.stage import CHECKS, ScoringStage
+from dav_builder.filters.stage import CHECKS, MODEL_FREE, ScoringStage
 from dav_builder.render.engine import RenderConfig, parse_variants, render_captures
 
 #: The planted defects measured, and the check designed for each (others may catch it too).
@@ -123,8 +124,9 @@ def _code_key() -> str:
     """Changes whenever the scoring code or its defaults other than thresholds do, so cached scores
     are never stale."""
     cfg = ScoringConfig()
-    for name in CHECKS:  # thresholds decide, they do not change scores: not in the key
+    for name in MODEL_FREE:  # thresholds decide, they do not change scores: not in the key
         getattr(cfg, name).threshold = 0.0
+    cfg.learned_defect = None  # type: ignore[assignment]  # scored apart (learned_scores), keyed by its weights
     h = hashlib.sha256(repr(cfg).encode())
     for mod in (checks_module, stage_module):
         h.update(Path(mod.__file__).read_bytes())
@@ -146,9 +148,11 @@ def group_key(families: str, variants: str, n: int, frames: int) -> str:
 
 
 def score_set(seed: int, n: int, frames: int, work: Path, families: str = TUNE_FAMILIES,
-              variants: str = TUNE_VARIANTS, render_only: bool = False) -> list[Row]:
+              variants: str = TUNE_VARIANTS, render_only: bool = False, weights: Path | None = None,
+              votes: int = 1) -> list[Row]:
     """Renders seed ``seed`` of a group of scene families and defect variants (once) and scores its
-    clips; the scores are cached beside the captures (labels are read from the ground truth each time)."""
+    clips; the scores are cached beside the captures (labels are read from the ground truth each
+    time).  With ``weights``, the learned check's score (``votes``-th largest frame score) too."""
     root = work / f"{group_key(families, variants, n, frames)}-seed{seed}"
     done = root / ".rendered"
     if not done.exists():
@@ -169,7 +173,52 @@ def score_set(seed: int, n: int, frames: int, work: Path, families: str = TUNE_F
         scores = [None if clip is None else stage._checks(clip) for cap_dir in caps for clip in clips_of(cap_dir)]
         cache.write_text(json.dumps(scores))
     assert len(scores) == len(spans), f"seed {seed}: {len(scores)} scores for {len(spans)} clips"
+    if weights is not None:
+        fs = learned_scores(seed, n, frames, work, weights, families, variants)
+        scores = [None if s is None else {**s, "learned_defect": learned_module.kth_largest(np.array(f), votes)}
+                  for s, f in zip(scores, fs)]
     return [(s, lab, feat) for s, (lab, feat) in zip(scores, spans) if s is not None]
+
+
+def learned_key(weights: Path) -> str:
+    """Names the learned check's weights and code: its cached frame scores are never stale."""
+    h = hashlib.sha256(Path(weights).read_bytes())
+    h.update(Path(weights).with_suffix(".json").read_bytes())
+    for mod in (learned_module, stage_module):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def learned_scores(seed: int, n: int, frames: int, work: Path, weights: Path, families: str = TUNE_FAMILIES,
+                   variants: str = TUNE_VARIANTS) -> list[list[float] | None]:
+    """The learned check's per-frame probabilities of every clip of a rendered seed (in the order
+    of :func:`clip_spans`; None for a clip the reader refuses), cached beside the captures."""
+    root = work / f"{group_key(families, variants, n, frames)}-seed{seed}"
+    cache = root / f".learned-{learned_key(weights)}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = ScoringConfig()
+    cfg.learned_defect.enabled, cfg.learned_defect.weights = True, str(weights)
+    stage = ScoringStage(cfg)
+    stage.setup()  # loads the weights: not counted per clip
+    caps = sorted(p for p in root.iterdir() if p.is_dir())
+    out: list[list[float] | None] = []
+    spent, n_clips = 0.0, 0
+    for cap_dir in caps:
+        for clip in clips_of(cap_dir):
+            if clip is None:
+                out.append(None)
+                continue
+            t0 = time.perf_counter()
+            out.append([round(float(x), 5) for x in stage.learned_frame_scores(clip)])
+            spent, n_clips = spent + time.perf_counter() - t0, n_clips + 1
+    print(f"seed {seed}: learned check on {n_clips} clips of {CLIP_LEN} frames: "
+          f"{1000 * spent / max(1, n_clips):.1f} ms per clip (one thread: torch.set_num_threads(1))")
+    cache.write_text(json.dumps(out))
+    return out
 
 
 def material(rows: list[Row]) -> list[Row]:
@@ -353,43 +402,75 @@ def main() -> None:
     ap.add_argument("--render-only", action="store_true", help="with --score-only: render, do not score")
     ap.add_argument("--per-seed", action="store_true", help="also report every held-back seed on its own")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dav-bench-filters")
+    ap.add_argument("--learned", default=str(learned_module.SHIPPED_WEIGHTS),
+                    help="weights of the learned check to report alongside ('none': the hand-made checks only)")
+    ap.add_argument("--learned-votes", type=int, default=ScoringConfig().learned_defect.votes,
+                    help="a clip's learned score is its N-th largest frame score")
     args = ap.parse_args()
     seeds, tune_seeds = parse_seeds(args.seeds), parse_seeds(args.tune_seeds)
     if set(seeds) & set(tune_seeds):
         ap.error(f"seeds {sorted(set(seeds) & set(tune_seeds))} are both tuned on and reported on")
     if set(args.families.split(",")) & set(args.tune_families.split(",")):
         ap.error("a scene family is both tuned on and reported on")
+    weights = None if args.learned == "none" or args.render_only else Path(args.learned)
+    if weights is not None and not weights.is_file():
+        ap.error(f"{weights}: no learned check weights (train them: benchmarks/train_learned_check.py), or --learned none")
     t0 = time.perf_counter()
     tune_group = dict(families=args.tune_families, variants=args.tune_variants)
     held_group = dict(families=args.families, variants=args.variants)
+    learned = dict(weights=weights, votes=args.learned_votes)
     if args.score_only:
         for seed in tune_seeds:
-            score_set(seed, args.captures, args.frames, args.work, **tune_group, render_only=args.render_only)
+            score_set(seed, args.captures, args.frames, args.work, **tune_group, render_only=args.render_only,
+                      **learned)
         if not args.no_holdout:
             for seed in seeds:
-                score_set(seed, args.captures, args.frames, args.work, **held_group, render_only=args.render_only)
+                score_set(seed, args.captures, args.frames, args.work, **held_group, render_only=args.render_only,
+                          **learned)
         print(f"scored in {time.perf_counter() - t0:.0f} s")
         return
-    tune_rows = [r for seed in tune_seeds for r in score_set(seed, args.captures, args.frames, args.work, **tune_group)]
+    tune_rows = [r for seed in tune_seeds
+                 for r in score_set(seed, args.captures, args.frames, args.work, **tune_group, **learned)]
     print(f"machine: {platform.machine()}, python {platform.python_version()}; {time.perf_counter() - t0:.0f} s")
+    cfg = ScoringConfig()
+    sets: dict[str, dict[str, float]] = {}
     if args.frozen:
-        cfg = ScoringConfig()
-        chosen = {c: getattr(cfg, c).threshold for c in CHECKS if getattr(cfg, c).enabled}
+        sets["hand-made checks"] = {c: getattr(cfg, c).threshold for c in MODEL_FREE if getattr(cfg, c).enabled}
     elif args.per_check:
-        chosen = {check: tune(material(tune_rows), check, args.max_clean_drop) for check in CHECKS}
+        sets["hand-made checks"] = {check: tune(material(tune_rows), check, args.max_clean_drop) for check in MODEL_FREE}
     else:
-        chosen = tune_jointly(material(tune_rows), CHECKS, args.max_clean_drop)
+        sets["hand-made checks"] = tune_jointly(material(tune_rows), MODEL_FREE, args.max_clean_drop)
+    if weights is not None:
+        sets["learned check alone"] = ({"learned_defect": cfg.learned_defect.threshold} if args.frozen else
+                                       {"learned_defect": tune(material(tune_rows), "learned_defect", args.max_clean_drop)})
+        # always chosen on the tuning group (deterministic: frozen with the tuning data)
+        sets["hand-made and learned together"] = tune_jointly(material(tune_rows), CHECKS, args.max_clean_drop)
+        if args.frozen:  # what a user gets turning it on: every shipped threshold as it is
+            sets["shipped thresholds, learned on"] = {c: getattr(cfg, c).threshold for c in CHECKS
+                                                      if getattr(cfg, c).enabled or c == "learned_defect"}
     tuned = set(parse_variants(args.tune_variants) and
                 [v for vs in parse_variants(args.tune_variants).values() for v in vs])  # type: ignore[union-attr]
-    report(f"tuning group: families {args.tune_families}, seeds {args.tune_seeds}", tune_rows, chosen, tuned)
+    per_seed = {}
     if not args.no_holdout:
-        per_seed = {seed: score_set(seed, args.captures, args.frames, args.work, **held_group) for seed in seeds}
-        if args.per_seed:
-            for seed, rows in per_seed.items():
-                report(f"held-back seed {seed}", rows, chosen, tuned)
-        report(f"HELD BACK: families {args.families}, variants {args.variants}, seeds {args.seeds}",
-               [r for rows in per_seed.values() for r in rows], chosen, tuned)
-    print("\nthresholds: " + json.dumps(chosen))
+        per_seed = {seed: score_set(seed, args.captures, args.frames, args.work, **held_group, **learned)
+                    for seed in seeds}
+    summary = []
+    for label, chosen in sets.items():
+        print(f"\n\n######## {label}")
+        t = report(f"tuning group: families {args.tune_families}, seeds {args.tune_seeds}", tune_rows, chosen, tuned)
+        h = None
+        if per_seed:
+            if args.per_seed:
+                for seed, rows in per_seed.items():
+                    report(f"held-back seed {seed}", rows, chosen, tuned)
+            h = report(f"HELD BACK: families {args.families}, variants {args.variants}, seeds {args.seeds}",
+                       [r for rows in per_seed.values() for r in rows], chosen, tuned)
+        print("\nthresholds: " + json.dumps(chosen))
+        summary.append((label, t, h))
+    print("\n== summary (defective clips caught / clean clips dropped)")
+    for label, t, h in summary:
+        print(f"  {label:32s} tuning {t['caught']:6.1%} / {t['clean_dropped']:5.1%}"
+              + (f"   held back {h['caught']:6.1%} / {h['clean_dropped']:5.1%}" if h else ""))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``dav-filter``: sweep the stored scores, look at the clips (report), apply new thresholds."""
+"""``dav-filter``: sweep the stored scores, look at the clips (report), apply new thresholds, train the
+learned check."""
 
 from __future__ import annotations
 
@@ -41,6 +42,19 @@ Examples:
   dav-filter report demo-out/dataset --out demo-out/report-small --kept-sample 4 --frames 3
 \b
 Open DIR/index.html in a browser (no server needed).
+"""
+
+TRAIN_EPILOG = """\b
+Examples:
+  # captures with planted defects and per-frame ground truth, then a check trained on them
+  dav-render train-data --scenes 2 --frames 48 --width 128 --height 72 --seed 1 --defects misaligned,hud --defect-rate 1
+  dav-filter train-check train-data --out my-check/learned.safetensors --steps 30
+\b
+  # use it in a build (build.yaml)
+  #   scoring:
+  #     learned_defect: {enabled: true, weights: my-check/learned.safetensors, threshold: 0.5}
+\b
+The shipped weights were made by benchmarks/train_learned_check.py (docs/filters.md).
 """
 
 
@@ -268,6 +282,38 @@ def report(dataset, out, kept_sample, max_per_reason, per_page, frames, depth_mo
     click.echo(f"report: {summary.clips_shown} clips shown on {summary.pages} page(s), "
                f"{summary.bytes / 1e6:.1f} MB in {summary.seconds:.1f} s")
     click.echo(f"open {out / 'index.html'}")
+
+
+@main.command("train-check", epilog=TRAIN_EPILOG)
+@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Weights file to write (.safetensors; its config goes beside it as .json).")
+@click.option("--steps", type=click.IntRange(1), default=5000, show_default=True, help="Training steps.")
+@click.option("--batch", type=click.IntRange(2), default=32, show_default=True,
+              help="Frame pairs per step (half defective, half clean).")
+@click.option("--lr", type=float, default=3e-3, show_default=True, help="Adam learning rate (cosine decay).")
+@click.option("--side", type=click.IntRange(16), default=128, show_default=True,
+              help="Longer side of the frames the network sees (the build's reduced frames are 128).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="CPU threads for torch.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def train_check(data, out, steps, batch, lr, side, seed, threads, device, quiet) -> None:
+    """Train the learned check (scoring.learned_defect) on DATA: folders of captures rendered by
+    dav-render with planted defects (each capture's defects.json labels its frames)."""
+    from dav_builder.filters.learned import resolve_device
+    from dav_builder.filters.learned_train import train_and_save
+
+    try:
+        cfg = train_and_save(list(data), out, steps, batch, lr, seed, side, resolve_device(device), threads,
+                             progress=not quiet)
+    except (ValueError, FileNotFoundError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    i = cfg.info
+    click.echo(f"trained on {i['pairs']} frame pairs ({i['defective_pairs']} defective) of {i['captures']} "
+               f"capture(s): {i['steps']} steps in {i['seconds']:.0f} s, final loss {i['final_loss']:.3f}")
+    click.echo(f"wrote {out} and {out.with_suffix('.json')} ({i['weights']} weights)")
 
 
 if __name__ == "__main__":  # pragma: no cover

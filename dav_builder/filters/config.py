@@ -90,6 +90,25 @@ def _unexplained_default() -> CheckConfig:
 
 
 @dataclass
+class LearnedCheckConfig:
+    """The learned check (:mod:`dav_builder.filters.learned`): a tiny network's per-frame
+    probability that depth is wrong for its RGB; the clip's score is the ``votes``-th largest."""
+
+    enabled: bool = False
+    """Off by default (docs/filters.md has the measured figures and why)."""
+    threshold: float = 0.9981
+    """Scores above this drop the clip.  Chosen alone on the tuning group of
+    ``benchmarks/bench_filters.py`` (seeds 300-307, never trained on) so that it drops at most 3 %
+    of the clean clips; frozen before the held-back families were scored."""
+    weights: str | None = None
+    """A weights file made by ``dav-filter train-check`` (None = the weights shipped with the package)."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
+    votes: int = 1
+    """How many frames must say defective: the clip's score is the ``votes``-th largest frame score."""
+
+
+@dataclass
 class ScoringConfig:
     """Which scores are computed and the thresholds that decide ``keep``."""
 
@@ -135,6 +154,8 @@ class ScoringConfig:
     unexplained_change: CheckConfig = field(default_factory=_unexplained_default)
     """Share of the image whose content is not the previous frame's scene moved by depth and poses
     although the depth there is the scene's (RGB-only content for a frame or a few; needs poses)."""
+    learned_defect: LearnedCheckConfig = field(default_factory=LearnedCheckConfig)
+    """A tiny network trained on the engine's renders with planted defects (per-frame evidence)."""
     batch_size: int = 4
     """Clips scored together by the models."""
 
@@ -145,6 +166,8 @@ class ScoringConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ScoringConfig":
         cfg = strict_dataclass(cls, data or {}, "scoring")
+        if int(cfg.learned_defect.votes) < 1:
+            raise ValueError(f"scoring.learned_defect.votes must be at least 1, got {cfg.learned_defect.votes}")
         if int(cfg.pair_votes) < 1:
             raise ValueError(f"scoring.pair_votes must be at least 1, got {cfg.pair_votes}")
         return cfg

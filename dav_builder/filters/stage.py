@@ -16,6 +16,7 @@ Scores (all stored in the manifest and each clip's json, kept or dropped):
 ``depth_jump``       (null without camera poses)                                     lower
 ``motion_mismatch``  (null without camera poses)                                     lower
 ``unexplained_change`` (null without camera poses)                                   lower
+``learned_defect``   see :mod:`dav_builder.filters.learned` (null when off)          lower
 ==================== ============================================================ ==========
 
 The paper's rule: drop a clip when *both* the depth score and the semantic score fall below
@@ -26,6 +27,7 @@ check drops a clip whose score exceeds its threshold.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -58,8 +60,10 @@ class _PairFrames:
     depth_nearest: np.ndarray
 
 
-CHECKS = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay", "pose_misfit", "depth_jump",
-          "motion_mismatch", "unexplained_change")
+#: The hand-made checks (no weights).
+MODEL_FREE = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay", "pose_misfit", "depth_jump",
+              "motion_mismatch", "unexplained_change")
+CHECKS = MODEL_FREE + ("learned_defect",)
 SCORE_NAMES = ("depth_score", "semantic_score") + CHECKS
 
 __all__ = ["ScoringStage", "decide", "failures", "ModelUnavailableError", "SCORE_NAMES"]
@@ -103,6 +107,7 @@ class ScoringStage:
         self.cfg = cfg
         self._depth_model = None
         self._clip = None
+        self._learned = None
         self._ready = False
 
     def uses_models(self) -> bool:
@@ -121,6 +126,15 @@ class ScoringStage:
                     "scoring.clip compares captured with predicted depth: it needs scoring.depth.path too"
                 )
             check_clip(self.cfg.clip.model, self.cfg.clip.pretrained, self.cfg.clip.cache_dir)
+        if self.cfg.learned_defect.enabled:
+            from dav_builder.filters.learned import SHIPPED_WEIGHTS
+
+            w = Path(self.cfg.learned_defect.weights or SHIPPED_WEIGHTS)
+            for p in (w, w.with_suffix(".json")):
+                if not p.is_file():
+                    raise ModelUnavailableError(
+                        f"scoring.learned_defect: {p} not found (train weights with 'dav-filter train-check', "
+                        "or set scoring.learned_defect.enabled: false)")
 
     def describe(self) -> list[str]:
         lines = []
@@ -133,8 +147,11 @@ class ScoringStage:
                          "to an open_clip model with local weights)")
         else:
             lines.append(f"scoring: semantic_score on, CLIP {self.cfg.clip.model} / {self.cfg.clip.pretrained}")
-        on = [n for n in CHECKS if getattr(self.cfg, n).enabled]
+        on = [n for n in MODEL_FREE if getattr(self.cfg, n).enabled]
         lines.append("scoring: model-free checks on: " + (", ".join(on) if on else "none"))
+        lc = self.cfg.learned_defect
+        lines.append(f"scoring: learned_defect on, weights {lc.weights or 'shipped'}" if lc.enabled else
+                     "scoring: learned_defect is off (scoring.learned_defect.enabled: true turns it on)")
         return lines
 
     def setup(self) -> None:
@@ -146,6 +163,10 @@ class ScoringStage:
         if self.cfg.clip.model is not None:
             c = self.cfg.clip
             self._clip = ClipEmbedder(c.model, c.pretrained, c.cache_dir, self.cfg.depth.device)
+        if self.cfg.learned_defect.enabled:  # loaded once per worker
+            from dav_builder.filters.learned import LearnedCheck
+
+            self._learned = LearnedCheck(self.cfg.learned_defect.weights, self.cfg.learned_defect.device)
         self._ready = True
 
     # -- scoring --------------------------------------------------------------------------
@@ -157,6 +178,8 @@ class ScoringStage:
                 continue
             scores: dict[str, float | None] = {name: None for name in SCORE_NAMES}
             scores.update(self._checks(clip))
+            if self._learned is not None:
+                scores["learned_defect"] = self.learned_score(clip)
             if self._depth_model is not None:
                 scores.update(self._model_scores(clip))
             clip.scores.update(scores)
@@ -177,10 +200,25 @@ class ScoringStage:
             rgb = np.stack([decode_rgb_small(clip.rgb[i], f"{clip.clip_id}#{i}", side) for i in positions])
         return rgb, self._depth_at(clip, positions, rgb.shape[1:3], cv2.INTER_NEAREST)
 
+    def learned_frame_scores(self, clip: Clip) -> np.ndarray:
+        """The learned check's probability per frame t >= 1 of the clip (from frames t-1, t), on the
+        reduced frames the splitter decoded (no second decode)."""
+        self.setup()
+        assert self._learned is not None, "scoring.learned_defect is off"
+        pos = list(range(clip.num_frames))
+        rgb, depth = self._frames(clip, pos, self.cfg.check_side)
+        K, poses = self._cameras(clip, pos, rgb.shape[1:3])
+        return self._learned.frame_scores(rgb, depth, K, poses)
+
+    def learned_score(self, clip: Clip) -> float:
+        from dav_builder.filters.learned import kth_largest
+
+        return kth_largest(self.learned_frame_scores(clip), self.cfg.learned_defect.votes)
+
     def _checks(self, clip: Clip) -> dict[str, float | None]:
         """Model-free scores over up to ``check_frames`` consecutive frame pairs spread over the clip."""
         cfg = self.cfg
-        if not any(getattr(cfg, n).enabled for n in CHECKS):
+        if not any(getattr(cfg, n).enabled for n in MODEL_FREE):
             return {}
         T = clip.num_frames
         cur = [i + 1 for i in align.sample_indices(T - 1, cfg.check_frames)] if T > 1 else [0]
