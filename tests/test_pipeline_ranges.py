@@ -37,19 +37,23 @@ def capture(tmp_path_factory) -> Path:
     return root
 
 
-def panning_capture(root: Path, n: int = 240, gaps: tuple[int, ...] = (), cuts_every: int = 70) -> Path:
+def panning_capture(root: Path, n: int = 240, gaps: tuple[int, ...] = (), cuts_every: int = 70,
+                    flashes: tuple[int, ...] = ()) -> Path:
     """A camera panning over a texture for ``n`` frames, a new place (a colour cut, no hard break)
-    every ``cuts_every`` frames, frames ``gaps`` dropped: scenes much longer than the clips."""
+    every ``cuts_every`` frames, frames ``gaps`` dropped, frames ``flashes`` replaced by another
+    image (a flash: two colour changes in a row, which the detector's flash filter merges):
+    scenes much longer than the clips."""
     rng = np.random.default_rng(7)
     w, h = 48, 32
     (root / "rgb").mkdir(parents=True)
     (root / "depth").mkdir()
     K = [[40.0, 0, 23.5], [0, 40.0, 15.5], [0, 0, 1]]
     lines = []
+    flash = cv2.resize(rng.integers(0, 255, (h // 4, w // 4, 3), dtype=np.uint8), (w, h))
     for i in range(n):
         if i % cuts_every == 0:
             tex = cv2.resize(rng.integers(0, 255, (h // 4, w // 2, 3), dtype=np.uint8), (w * 4, h))
-        img = tex[:, (i * 2) % (w * 3): (i * 2) % (w * 3) + w]
+        img = flash if i in flashes else tex[:, (i * 2) % (w * 3): (i * 2) % (w * 3) + w]
         cv2.imwrite(str(root / "rgb" / f"{i:06d}.png"), img)
         np.save(root / "depth" / f"{i:06d}.npy", np.full((h, w), 5.0 + 0.01 * i, np.float32))
         pose = np.eye(4)
@@ -112,6 +116,71 @@ def test_ranges_across_long_scenes(tmp_path):
             owners += part > 0 and bool(out[:-1])
         assert ids == summary.clip_ids, size
     assert owners >= 2
+
+
+def test_colour_cuts_hand_ranges_over_without_any_hard_break(tmp_path):
+    """No dropped, black or unreadable frame at all: only colour cuts (every 50 frames) and flashes
+    (single frames of another image, before and after cuts and across range borders), which the
+    detector's flash filter merges.  Ranges still take over at colour cuts, with exactly the
+    one-pass clips."""
+    flashes = (20, 48, 53, 90, 91, 99, 152, 198, 230, 262, 263)
+    root = panning_capture(tmp_path / "pan", n=320, cuts_every=50, flashes=flashes)
+    ref = find_captures([root])[0]
+    c = cfg()
+    one = list(CaptureSplitter(open_capture(ref), c).run())
+    summary = one[-1]
+    assert not any(cl.reason and cl.reason.split(":")[0] in ("black", "unreadable") for cl in one[:-1])
+    total = count_frames(open_capture(ref))
+    owners = 0
+    for size in (17, 30, 45, 50, 64, 90, 120):
+        starts = [s for s, _ in plan_ranges(total, size)]
+        ids, frames = [], 0
+        for part in range(len(starts)):
+            out = list(range_clips(open_capture(ref), c, starts, part, total))
+            ids += [cl.clip_id for cl in out[:-1]]
+            frames += out[-1].frames_read
+            owners += part > 0 and bool(out[:-1])
+        assert ids == summary.clip_ids, size
+        assert frames == summary.frames_read
+    assert owners >= 6  # later ranges own clips: colour cuts hand the walk over
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_flashes_cuts_and_breaks_give_the_one_pass_clips(tmp_path, seed):
+    """Random captures: flashes, cut spacing, dropped and black frames, minimum scene length and
+    clip lengths, cut into ranges of random sizes."""
+    import random
+
+    rnd = random.Random(seed)
+    n = rnd.randint(120, 220)
+    root = panning_capture(tmp_path / "p", n=n, cuts_every=rnd.randint(15, 80),
+                           flashes=tuple(sorted(rnd.sample(range(n), rnd.randint(0, 25)))),
+                           gaps=tuple(sorted(rnd.sample(range(n), rnd.randint(0, 2)))))
+    for i in rnd.sample(range(n), rnd.randint(0, 2)):
+        cv2.imwrite(str(root / "rgb" / f"{i:06d}.png"), np.zeros((32, 48, 3), np.uint8))
+    c = cfg(min_scene_len=rnd.choice([1, 2, 4, 10]))
+    c.clips.lengths = rnd.choice([[16, 8], [8], [12, 5]])
+    ref = find_captures([root])[0]
+    summary = list(CaptureSplitter(open_capture(ref), c).run())[-1]
+    total = count_frames(open_capture(ref))
+    for size in rnd.sample(range(5, 100), 3):
+        starts = [s for s, _ in plan_ranges(total, size)]
+        ids = [cl.clip_id for part in range(len(starts))
+               for cl in list(range_clips(open_capture(ref), c, starts, part, total))[:-1]]
+        assert ids == summary.clip_ids, size
+
+
+def test_other_detectors_keep_to_hard_breaks(tmp_path):
+    """The adaptive detector's state is not followed: without hard breaks range 0 walks it all."""
+    root = panning_capture(tmp_path / "pan", n=200, cuts_every=50)
+    ref = find_captures([root])[0]
+    c = cfg(detector="adaptive")
+    summary = list(CaptureSplitter(open_capture(ref), c).run())[-1]
+    total = count_frames(open_capture(ref))
+    starts = [s for s, _ in plan_ranges(total, 60)]
+    outs = [list(range_clips(open_capture(ref), c, starts, part, total)) for part in range(len(starts))]
+    assert [cl.clip_id for out in outs for cl in out[:-1]] == summary.clip_ids
+    assert all(not out[:-1] for out in outs[1:])
 
 
 def test_build_with_ranges_writes_the_one_pass_manifest(capture, tmp_path):

@@ -21,6 +21,20 @@ is one the one-pass walk makes too ("certain"), and when its state no longer dep
 So every clip is emitted by exactly one worker, exactly as in one pass (the tests compare the
 manifests of one pass and of many ranges).  The cost is the overlap: frames from ``b_k`` to
 ``Q_k`` are read twice (usually up to the first scene break after the border).
+
+A colour cut found by the scene detector is such a break too, for PySceneDetect's
+``ContentDetector`` with its flash filter in merge mode and a minimum scene length of ``L``
+frames (the default detector), under conditions the fresh walk checks by itself
+(:class:`_ColourSync`): the cut at frame ``c`` is reported at ``c`` itself (no frame in the ``L``
+before it scored above the threshold), no frame in the ``L`` after it does, and every decision
+from ``c - L - 1`` to ``c + L`` is certain, so both walks fed the detector the same frames there.
+Then the one-pass walk cuts at ``c`` too: at once, or, if its filter was still merging earlier
+flashes, ``L`` frames later at the same position (the splitter holds ``L`` frames back for that),
+and from ``c + L`` on both filters hold the same state (last frame above the threshold ``c``,
+not merging) and both scenes start at ``c``.  Any other detector keeps the hard breaks only.
+A camera-jump decision is certain when the frame before was appended to the open scene by a
+certain step in both walks (the same two frames are compared) and the step is clearly a jump or
+clearly not one, whatever the recent steps were.
 """
 
 from __future__ import annotations
@@ -52,6 +66,66 @@ def count_frames(cap: Capture) -> int:
     return sum(1 for _ in cap.frames())
 
 
+def merge_filter_length(det) -> int | None:
+    """``L`` when ``det`` is PySceneDetect's ``ContentDetector`` whose flash filter merges cuts
+    closer than ``L`` frames (the state machine the colour-cut rule above was worked out for);
+    None for any other detector, or a version whose filter looks otherwise."""
+    try:
+        from scenedetect import ContentDetector
+        from scenedetect.detector import FlashFilter
+    except ImportError:  # pragma: no cover - scenedetect is a dependency
+        return None
+    ff = getattr(det, "_flash_filter", None)
+    if type(det) is not ContentDetector or type(ff) is not FlashFilter:
+        return None
+    length = getattr(ff, "_filter_length", None)
+    if getattr(ff, "_mode", None) != FlashFilter.Mode.MERGE or getattr(ff, "_filter_secs", 0.0) is not None \
+            or not isinstance(length, int) or length <= 0 or getattr(det, "event_buffer_length", None) != length \
+            or not hasattr(det, "_frame_score") or not hasattr(det, "_threshold"):
+        return None
+    return length
+
+
+@dataclass
+class _Fed:
+    """One step of a fresh walk as the colour-cut rule sees it."""
+
+    certain: bool
+    continuous: bool
+    """The detector was fed this frame, right after the previous one, with no reset between."""
+    above: bool
+    """The frame's detector score was at or above the threshold."""
+    cut_here: bool
+    """The detector reported a cut at this very frame."""
+
+
+class _ColourSync:
+    """Follows a fresh walk's steps and says when a colour cut makes its state the one-pass walk's
+    (see the module's docs): an immediate cut with ``L + 1`` certain, continuously fed, quiet steps
+    before it, then ``L`` certain, continuously fed steps below the threshold."""
+
+    def __init__(self, length: int):
+        self.length = length
+        self.before: list[_Fed] = []
+        self.after: int | None = None  # quiet steps seen since a qualifying cut
+
+    def step(self, fed: _Fed) -> bool:
+        """Record one step; True when the walk has just become the one-pass walk's."""
+        L = self.length
+        ok = fed.certain and fed.continuous
+        if self.after is not None:
+            self.after = self.after + 1 if ok and not fed.above and not fed.cut_here else None
+        elif fed.cut_here and ok and len(self.before) == L + 1 and \
+                all(f.certain and f.continuous and not f.above for f in self.before[1:]) and \
+                self.before[0].certain and self.before[0].continuous:
+            self.after = 0
+        self.before = (self.before + [fed])[-(L + 1):]
+        if self.after == L:
+            self.after = None
+            return True
+        return False
+
+
 class _Tracked(CaptureSplitter):
     """A splitter that knows whether its state can differ from the one-pass walk's.
 
@@ -72,6 +146,20 @@ class _Tracked(CaptureSplitter):
         self.certain = True
         self.reset_certain = False
         self.went_bad = False
+        self.tail_shared = False  # both walks appended the last frame to their open scene
+        self.usable_certain = True
+        length = merge_filter_length(self.detector.det) if fresh else None
+        self.colour = _ColourSync(length) if length and self.detector.lag == length else None
+        self._cut_here = False
+        feed = self.detector.feed
+
+        def watched_feed(rgb_small):
+            n = self.detector.n
+            cuts = feed(rgb_small)
+            self._cut_here = self._cut_here or n in cuts
+            return cuts
+
+        self.detector.feed = watched_feed  # type: ignore[method-assign]
 
     # -- the decisions, watched ----------------------------------------------------------
 
@@ -85,6 +173,7 @@ class _Tracked(CaptureSplitter):
         if reason != "black":  # black needs no history; fade needs the lumas; frozen the previous frame
             if not lumas_known or self.frames_seen == 0:
                 self._uncertain()
+                self.usable_certain = False
         return reason
 
     def _breaks_before(self, f: FrameData) -> bool:
@@ -97,7 +186,7 @@ class _Tracked(CaptureSplitter):
             self.poses_seen = True
         jump_tested = False
         if not gap and pose is not None:
-            if not self.scene_clean:
+            if not (self.scene_clean or self.tail_shared):
                 self._uncertain()  # whether the scene is open, and its last pose, may differ
             elif self.scene and self.scene[-1].info.cam_to_world is not None:
                 jump_tested = True
@@ -128,14 +217,28 @@ class _Tracked(CaptureSplitter):
         """Process one frame as the one-pass walk does; return what it emitted, and follow whether
         every decision it took was one the one-pass walk takes too."""
         self.certain = True
+        self.usable_certain = True
         self.reset_certain = False
         self.went_bad = False
+        self._cut_here = False
+        det, n = self.detector.det, self.detector.n
         out = super().step(info, data)
         if self.went_bad:  # an unreadable or unusable frame closed the scene (a clean reset if certain)
             self.reset_certain = True
         self.frames_seen += 1
+        fed = self.detector.det is det and self.detector.n == n + 1
+        # both walks appended this frame to their open scene (whether it also broke the scene or
+        # not): the next frame's camera-jump test compares the same two frames.  With lag >= 1 no
+        # clip emission empties the scene.
+        self.tail_shared = (self.usable_certain and not self.went_bad and isinstance(data, FrameData)
+                            and not isinstance(info, FrameError) and self.detector.lag >= 1)
         if not self.fresh:
             return out
+        if self.colour is not None and not self.scene_clean:
+            score = getattr(self.detector.det, "_frame_score", None)
+            above = score is not None and score >= self.detector.det._threshold  # type: ignore[union-attr]
+            if self.colour.step(_Fed(self.certain, fed, above, self._cut_here)) and self.certain:
+                self.reset_certain = True  # a colour cut both walks make: the scenes are the same from here
         if not self.certain:
             self.scene_clean = False
             self.steps_clean = not self.poses_seen
