@@ -483,6 +483,28 @@ JUMP_REL = 0.01
 JUMP_MIN_COVISIBLE = 0.25
 
 
+_CAMERA_MAPS: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _camera_map(K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray, pose_b: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``(K_b R K_a^-1, K_b t)`` in float32 for the relative pose of camera a in camera b.  Several
+    checks carry the same frame pairs: the result is kept by the exact bytes of the four matrices
+    (a few thousand entries at most), so a repeat costs a dictionary lookup, not two inversions."""
+    mats = [np.asarray(m) for m in (K_a, K_b, pose_a, pose_b)]
+    key = b"|".join(m.dtype.str.encode() + bytes(str(m.shape), "ascii") + m.tobytes() for m in mats)
+    hit = _CAMERA_MAPS.get(key)
+    if hit is None:
+        rel = np.linalg.inv(pose_b) @ pose_a  # camera a -> camera b
+        A = (K_b @ rel[:3, :3] @ np.linalg.inv(K_a)).astype(np.float32)
+        b = (K_b @ rel[:3, 3]).astype(np.float32)
+        A.flags.writeable = b.flags.writeable = False
+        if len(_CAMERA_MAPS) >= 4096:
+            _CAMERA_MAPS.clear()
+        _CAMERA_MAPS[key] = hit = (A, b)
+    return hit
+
+
 def carry(depth_a: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray,
           pose_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pixel of frame a with its depth, seen from camera b: sub-pixel (u, v) in frame b and
@@ -490,9 +512,7 @@ def carry(depth_a: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndar
     ``K_b R K_a^-1`` and offset ``K_b t`` of the relative pose, applied in float32: a few times
     cheaper than :func:`dav_builder.model.metrics.project`, and as exact as the checks need."""
     h, w = depth_a.shape
-    rel = np.linalg.inv(pose_b) @ pose_a  # camera a -> camera b
-    A = (K_b @ rel[:3, :3] @ np.linalg.inv(K_a)).astype(np.float32)
-    b = (K_b @ rel[:3, 3]).astype(np.float32)
+    A, b = _camera_map(K_a, K_b, pose_a, pose_b)
     xs = np.arange(w, dtype=np.float32)[None, :]
     ys = np.arange(h, dtype=np.float32)[:, None]
     d = depth_a.astype(np.float32, copy=False)
@@ -724,6 +744,35 @@ def median_motion(depth_a: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a:
     return float(np.median(np.hypot(u[ok] - xs[ok], v[ok] - ys[ok])))
 
 
+def median_motion_at_least(depth_a: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray,
+                           pose_b: np.ndarray, px: float, carried=None) -> bool:
+    """``median_motion(...) >= px``, decided by counting where the count settles it (more than
+    half of the pixels at ``px`` or beyond, or fewer than half minus one) and by the median itself
+    only in the one undecided case (an even count split exactly): the same answer, without
+    partially sorting every pixel's motion."""
+    h, w = depth_a.shape
+    u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b) if carried is None else carried
+    ok = (depth_a > 0) & (z > 0)
+    n = int(np.count_nonzero(ok))
+    if n == 0:
+        return 0.0 >= px
+    ys, xs = _pixel_grid(h, w, "float64")
+    with np.errstate(invalid="ignore"):
+        motion = np.hypot(u - xs, v - ys)
+        far = int(np.count_nonzero((motion >= px) & ok))
+    if np.count_nonzero(np.isfinite(motion) & ok) != n:  # a NaN would make the median NaN
+        return median_motion(depth_a, K_a, K_b, pose_a, pose_b, (u, v, z)) >= px
+    # sorted motions m[0] <= ... <= m[n-1]; far of them are >= px.  Rounding keeps the even case
+    # exact: both middle values >= px (or both < px) puts their float mean on the same side
+    if n % 2:  # median m[n // 2]
+        return far >= n - n // 2
+    if far >= n // 2 + 1:  # m[n/2 - 1] and m[n/2] both >= px
+        return True
+    if far <= n // 2 - 1:  # both < px
+        return False
+    return median_motion(depth_a, K_a, K_b, pose_a, pose_b, (u, v, z)) >= px
+
+
 def motion_mismatch(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np.ndarray, votes: int = 1) -> float:
     """The ``votes``-th largest, over the frames of a clip, of the share of the image that
     :func:`mismatch_map` finds: content that stays put while its depth says it moves (n frames in
@@ -746,7 +795,7 @@ def mismatch_pairs(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np
             if j == min(n - 1, i + MISMATCH_MAX_GAP):
                 break
             carried = carry(depth[i], K[i], K[j], poses[i], poses[j])  # mismatch_map's too, if j is chosen
-            if median_motion(depth[i], K[i], K[j], poses[i], poses[j], carried) >= MISMATCH_GAP_MOTION_PX:
+            if median_motion_at_least(depth[i], K[i], K[j], poses[i], poses[j], MISMATCH_GAP_MOTION_PX, carried):
                 break
         out.append((i, j, float(mismatch_map(grey[i], grey[j], depth[i], depth[j], K[i], K[j],
                                              poses[i], poses[j], carried).mean())))
