@@ -59,7 +59,7 @@ def zip_one(name: str, data: bytes, level: int | None = None, engine: str | None
     """A zip archive holding ``data`` as the single deflated member ``name`` (ASCII)."""
     packed = deflate_raw(data, level, engine)
     fname = name.encode("ascii")
-    crc = zlib.crc32(data) & 0xFFFFFFFF
+    crc = (_isal.crc32(data) if _isal is not None else zlib.crc32(data)) & 0xFFFFFFFF  # the same CRC-32
     local = struct.pack("<IHHHHHIIIHH", 0x04034B50, _VERSION, 0, 8, _DOS_TIME, _DOS_DATE,
                         crc, len(packed), len(data), len(fname), 0) + fname
     central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, _MADE_BY, _VERSION, 0, 8, _DOS_TIME, _DOS_DATE,
