@@ -252,6 +252,30 @@ def test_npy_float16_and_wrong_dtype(tmp_path):
         read_depth_file(tmp_path / "c.npy", "npy", H, W)
 
 
+def test_npy_truncated_crafted_or_fortran_order(tmp_path):
+    z = np.arange(H * W, dtype=np.float32).reshape(H, W) / 7
+    np.save(tmp_path / "f.npy", np.asfortranarray(z))
+    np.testing.assert_array_equal(read_depth_file(tmp_path / "f.npy", "npy", H, W), z)
+    np.save(tmp_path / "b.npy", z.astype(">f8"))  # big-endian float64: refused like any other dtype
+    with pytest.raises(FrameError, match="must be float16 or float32"):
+        read_depth_file(tmp_path / "b.npy", "npy", H, W)
+    data = (tmp_path / "f.npy").read_bytes()
+    (tmp_path / "t.npy").write_bytes(data[: len(data) - 10])
+    with pytest.raises(FrameError, match=r"t\.npy: npy cannot be read \(truncated or corrupt\)"):
+        read_depth_file(tmp_path / "t.npy", "npy", H, W)
+    # a header claiming a huge array over a few bytes: refused before anything is allocated
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+    (tmp_path / "g.npy").write_bytes(buf.getvalue() + bytes(16))
+    with pytest.raises(FrameError, match=r"g\.npy: npy cannot be read \(truncated or corrupt\): 16 bytes"):
+        read_depth_file(tmp_path / "g.npy", "npy", H, W)
+    (tmp_path / "x.npy").write_bytes(b"\x93NUMPY\x09\x00garbage")
+    with pytest.raises(FrameError, match="truncated or corrupt"):
+        read_depth_file(tmp_path / "x.npy", "npy", H, W)
+
+
 def test_exr_without_Z_channel_reads_the_first_channel(tmp_path):
     import OpenEXR
 

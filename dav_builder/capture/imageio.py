@@ -316,6 +316,39 @@ def _read_exr(path: Path, height: int, width: int) -> np.ndarray:
         raise FrameError(path, f"EXR cannot be decoded: {exc}") from None
 
 
+def npy_from_bytes(data: bytes, path: Path) -> np.ndarray:
+    """A 2-D float16/32/64 ``.npy`` file's array as float32, parsed from its bytes (read whole
+    once: a file truncated or replaced later cannot fault the process, as a memory map could).
+    The header is checked against the bytes before anything is allocated, so a crafted shape
+    cannot make it allocate more than the file holds; nothing is unpickled.  A float32 file's
+    array is a read-only view of ``data`` (no copy)."""
+    import io
+
+    fmt = np.lib.format
+    buf = io.BytesIO(data)
+    try:
+        version = fmt.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(buf)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(buf)
+        else:
+            raise ValueError(f"npy format version {version[0]}.{version[1]} is not supported")
+    except Exception as exc:  # ValueError, EOFError, or what a corrupt header makes numpy raise
+        raise FrameError(path, f"npy cannot be read (truncated or corrupt): {exc}") from None
+    if len(shape) != 2:
+        raise FrameError(path, f"npy depth must be 2-D, got shape {shape}")
+    if dtype not in (np.float16, np.float32, np.float64):
+        raise FrameError(path, f"npy depth must be float16 or float32, got {dtype}")
+    count = int(shape[0]) * int(shape[1])
+    offset = buf.tell()
+    if len(data) - offset < count * dtype.itemsize:
+        raise FrameError(path, f"npy cannot be read (truncated or corrupt): {len(data) - offset} bytes of data "
+                               f"for shape {shape} of {dtype}")
+    d = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape, order="F" if fortran else "C")
+    return d if d.dtype == np.float32 else d.astype(np.float32)
+
+
 def read_depth_file(path: Path, encoding: str, height: int, width: int) -> np.ndarray:
     """Read one stored depth frame as float32 (stored values, not yet converted)."""
     path = Path(path)
@@ -329,16 +362,7 @@ def read_depth_file(path: Path, encoding: str, height: int, width: int) -> np.nd
     if encoding == "exr":
         d = _read_exr(path, height, width)
     elif encoding == "npy":
-        try:
-            d = np.load(path, mmap_mode="r", allow_pickle=False)
-        except Exception as exc:  # ValueError, OSError, EOFError, or what a corrupt header makes numpy raise
-            raise FrameError(path, f"npy cannot be read (truncated or corrupt): {exc}") from None
-        if d.ndim != 2:
-            raise FrameError(path, f"npy depth must be 2-D, got shape {d.shape}")
-        if d.dtype not in (np.float16, np.float32, np.float64):
-            raise FrameError(path, f"npy depth must be float16 or float32, got {d.dtype}")
-        # copy out of the memory map: a file truncated later must not fault the process (SIGBUS)
-        d = np.array(d, dtype=np.float32)
+        d = npy_from_bytes(read_bytes(path), path)
     elif encoding == "png16":
         data = read_bytes(path)
         w, h, ext = image_size(data, path)
