@@ -32,9 +32,9 @@ Then the one-pass walk cuts at ``c`` too: at once, or, if its filter was still m
 flashes, ``L`` frames later at the same position (the splitter holds ``L`` frames back for that),
 and from ``c + L`` on both filters hold the same state (last frame above the threshold ``c``,
 not merging) and both scenes start at ``c``.  Any other detector keeps the hard breaks only.
-A camera-jump decision is certain when the frame before was appended to the open scene by a
-certain step in both walks (the same two frames are compared) and the step is clearly a jump or
-clearly not one, whatever the recent steps were.
+A camera-jump decision is certain when both walks appended the frame before to their open scene
+(its usability was decided for certain: the same two frames are compared) and the step is
+clearly a jump or clearly not one, whatever the recent steps were.
 """
 
 from __future__ import annotations
@@ -150,16 +150,6 @@ class _Tracked(CaptureSplitter):
         self.usable_certain = True
         length = merge_filter_length(self.detector.det) if fresh else None
         self.colour = _ColourSync(length) if length and self.detector.lag == length else None
-        self._cut_here = False
-        feed = self.detector.feed
-
-        def watched_feed(rgb_small):
-            n = self.detector.n
-            cuts = feed(rgb_small)
-            self._cut_here = self._cut_here or n in cuts
-            return cuts
-
-        self.detector.feed = watched_feed  # type: ignore[method-assign]
 
     # -- the decisions, watched ----------------------------------------------------------
 
@@ -220,7 +210,6 @@ class _Tracked(CaptureSplitter):
         self.usable_certain = True
         self.reset_certain = False
         self.went_bad = False
-        self._cut_here = False
         det, n = self.detector.det, self.detector.n
         out = super().step(info, data)
         if self.went_bad:  # an unreadable or unusable frame closed the scene (a clean reset if certain)
@@ -231,13 +220,14 @@ class _Tracked(CaptureSplitter):
         # not): the next frame's camera-jump test compares the same two frames.  With lag >= 1 no
         # clip emission empties the scene.
         self.tail_shared = (self.usable_certain and not self.went_bad and isinstance(data, FrameData)
-                            and not isinstance(info, FrameError) and self.detector.lag >= 1)
+                            and self.detector.lag >= 1)
         if not self.fresh:
             return out
-        if self.colour is not None and not self.scene_clean:
+        if self.colour is not None:  # every step goes into its window, so that the window has no holes
             score = getattr(self.detector.det, "_frame_score", None)
             above = score is not None and score >= self.detector.det._threshold  # type: ignore[union-attr]
-            if self.colour.step(_Fed(self.certain, fed, above, self._cut_here)) and self.certain:
+            synced = self.colour.step(_Fed(self.certain, fed, above, fed and self.detector.cut_at_last))
+            if synced and self.certain and not self.scene_clean:
                 self.reset_certain = True  # a colour cut both walks make: the scenes are the same from here
         if not self.certain:
             self.scene_clean = False

@@ -175,6 +175,7 @@ class _Detector:
     def reset(self) -> None:
         self.det = make_detector(self.cfg)
         self.n = 0
+        self.cut_at_last = False  # the last frame fed was itself reported as a cut (pipeline/ranges.py)
 
     @property
     def lag(self) -> int:
@@ -188,9 +189,10 @@ class _Detector:
         from scenedetect import FrameTimecode
 
         bgr = np.ascontiguousarray(rgb_small[..., ::-1])
-        cuts = self.det.process_frame(FrameTimecode(self.n, self.fps), bgr)
+        cuts = [c.frame_num for c in self.det.process_frame(FrameTimecode(self.n, self.fps), bgr)]
+        self.cut_at_last = self.n in cuts
         self.n += 1
-        return [c.frame_num for c in cuts]
+        return cuts
 
 
 @dataclass
