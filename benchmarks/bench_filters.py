@@ -175,7 +175,7 @@ def score_set(seed: int, n: int, frames: int, work: Path, families: str = TUNE_F
     assert len(scores) == len(spans), f"seed {seed}: {len(scores)} scores for {len(spans)} clips"
     if weights is not None:
         fs = learned_scores(seed, n, frames, work, weights, families, variants)
-        scores = [None if s is None else {**s, "learned_defect": learned_module.kth_largest(np.array(f), votes)}
+        scores = [None if s is None else {**s, "learned_defect": checks_module.kth_largest(f, votes)}
                   for s, f in zip(scores, fs)]
     return [(s, lab, feat) for s, (lab, feat) in zip(scores, spans) if s is not None]
 

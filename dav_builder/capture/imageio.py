@@ -6,6 +6,7 @@ that names the file and the problem.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import stat
 import struct
@@ -322,8 +323,6 @@ def npy_from_bytes(data: bytes, path: Path) -> np.ndarray:
     The header is checked against the bytes before anything is allocated, so a crafted shape
     cannot make it allocate more than the file holds; nothing is unpickled.  A float32 file's
     array is a read-only view of ``data`` (no copy)."""
-    import io
-
     fmt = np.lib.format
     buf = io.BytesIO(data)
     try:

@@ -40,6 +40,7 @@ haze hide them), and not where the ground runs into the far plane.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
@@ -666,14 +667,31 @@ def _box(x: np.ndarray) -> np.ndarray:
     return cv2.blur(x, (k, k), borderType=cv2.BORDER_REPLICATE)
 
 
-def _carried_static(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
-                    pose_a: np.ndarray, pose_b: np.ndarray, carried=None):
-    """Frame a's pixels carried into frame b by depth and poses, for :func:`mismatch_map` and
-    :func:`unexplained_map`: ``inside`` (valid depth landing inside frame b), the remap
-    coordinates ``mx, my`` (a pixel's own place where not inside), the pixel grid ``xs, ys``, and
-    ``static`` (inside, and the carried depth agrees with frame b's depth there within
-    :data:`MISMATCH_DEPTH` in log: the static scene).  ``carried``: :func:`carry`'s result for
-    these frames when the caller has it already."""
+@dataclass(frozen=True)
+class Carried:
+    """Frame a's pixels carried into frame b by depth and camera poses (a static scene)."""
+
+    inside: np.ndarray
+    """Valid depth that lands inside frame b, in front of the camera (bool h x w)."""
+    mx: np.ndarray
+    my: np.ndarray
+    """Remap coordinates into frame b (a pixel's own place where not ``inside``; float32)."""
+    xs: np.ndarray
+    ys: np.ndarray
+    """The pixel grid (float32, read-only)."""
+    z: np.ndarray
+    """The carried depth in camera b."""
+    seen_there: np.ndarray
+    """Frame b has depth where the pixel lands (nearest pixel; bool)."""
+    log_there: np.ndarray
+    """Frame b's log depth where the pixel lands (nearest pixel; 0 where it has none)."""
+
+
+def carry_into(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
+               pose_a: np.ndarray, pose_b: np.ndarray, carried=None) -> Carried:
+    """:func:`carry` of frame a into frame b, with what frame b's depth says where each pixel
+    lands (for :func:`mismatch_map`, :func:`unexplained_map` and the learned check's inputs).
+    ``carried``: :func:`carry`'s result for these frames when the caller has it already."""
     h, w = depth_a.shape
     u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b) if carried is None else carried
     ys, xs = _pixel_grid(h, w, "float32")
@@ -682,11 +700,21 @@ def _carried_static(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K
     mx = np.where(inside, u, xs).astype(np.float32)
     my = np.where(inside, v, ys).astype(np.float32)
     seen = depth_b > 0
-    logb = cv2.remap(np.log(np.where(seen, depth_b, 1.0)).astype(np.float32), mx, my, cv2.INTER_NEAREST)
+    log_there = cv2.remap(np.log(np.where(seen, depth_b, 1.0)).astype(np.float32), mx, my, cv2.INTER_NEAREST)
+    seen_there = cv2.remap(seen.astype(np.uint8), mx, my, cv2.INTER_NEAREST) > 0
+    return Carried(inside, mx, my, xs, ys, z, seen_there, log_there)
+
+
+def _carried_static(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
+                    pose_a: np.ndarray, pose_b: np.ndarray, carried=None):
+    """:func:`carry_into` for :func:`mismatch_map` and :func:`unexplained_map`: ``inside``, the
+    remap coordinates ``mx, my``, the pixel grid ``xs, ys``, and ``static`` (inside, and the
+    carried depth agrees with frame b's depth there within :data:`MISMATCH_DEPTH` in log: the
+    static scene)."""
+    c = carry_into(depth_a, depth_b, K_a, K_b, pose_a, pose_b, carried)
     with np.errstate(invalid="ignore", divide="ignore"):
-        static = inside & (cv2.remap(seen.astype(np.uint8), mx, my, cv2.INTER_NEAREST) > 0) & \
-            (np.abs(np.log(np.where(z > 0, z, 1.0)) - logb) < MISMATCH_DEPTH)
-    return inside, mx, my, xs, ys, static
+        static = c.inside & c.seen_there & (np.abs(np.log(np.where(c.z > 0, c.z, 1.0)) - c.log_there) < MISMATCH_DEPTH)
+    return c.inside, c.mx, c.my, c.xs, c.ys, static
 
 
 def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, depth_b: np.ndarray,

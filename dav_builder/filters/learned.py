@@ -42,6 +42,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dav_builder.filters.checks import carry_into, kth_largest
+
 #: The weights shipped with the package (made by ``benchmarks/train_learned_check.py``).
 SHIPPED_WEIGHTS = Path(__file__).with_name("weights") / "learned_defect.safetensors"
 CHANNELS = 15
@@ -97,21 +99,11 @@ def _carried_residuals(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.n
     """Frame t's pixels carried into frame t-1 by their depth and the camera poses (a static
     scene): the grey level found there less frame t's, the log-depth there less the carried
     depth's, and where the pixel lands inside frame t-1 with depth (3, h, w)."""
-    from dav_builder.filters.checks import carry
-
-    h, w = depth.shape
-    u, v, z = carry(depth, K, K_prev, pose, pose_prev)
-    with np.errstate(invalid="ignore"):
-        inside = (depth > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    mx = np.where(inside, u, xs).astype(np.float32)
-    my = np.where(inside, v, ys).astype(np.float32)
-    seen = depth_prev > 0
-    inside &= cv2.remap(seen.astype(np.uint8), mx, my, cv2.INTER_NEAREST) > 0
-    g = cv2.remap(grey_prev, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) - grey
-    logp = cv2.remap(np.log(np.where(seen, depth_prev, 1.0)).astype(np.float32), mx, my, cv2.INTER_NEAREST)
+    c = carry_into(depth, depth_prev, K, K_prev, pose, pose_prev)
+    inside = c.inside & c.seen_there
+    g = cv2.remap(grey_prev, c.mx, c.my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) - grey
     with np.errstate(invalid="ignore", divide="ignore"):
-        dz = np.clip(logp - np.log(np.where(inside, z, 1.0)), -1.0, 1.0)
+        dz = np.clip(c.log_there - np.log(np.where(inside, c.z, 1.0)), -1.0, 1.0)
     return np.stack([np.where(inside, g, 0.0), np.where(inside, dz, 0.0), inside]).astype(np.float32)
 
 
@@ -166,13 +158,6 @@ def reduce_frames(rgb: np.ndarray, depth: np.ndarray, side: int) -> tuple[np.nda
     if depth.shape[1:] != (size[1], size[0]):
         depth = np.stack([cv2.resize(np.asarray(d, np.float32), size, interpolation=cv2.INTER_NEAREST) for d in depth])
     return rgb, depth
-
-
-def kth_largest(values: np.ndarray, k: int) -> float:
-    """The ``k``-th largest value (the smallest when there are fewer); 0 for none."""
-    if len(values) == 0:
-        return 0.0
-    return float(np.sort(values)[::-1][min(k, len(values)) - 1])
 
 
 def save(net, cfg: NetConfig, path: str | Path) -> Path:

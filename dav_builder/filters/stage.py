@@ -211,9 +211,7 @@ class ScoringStage:
         return self._learned.frame_scores(rgb, depth, K, poses)
 
     def learned_score(self, clip: Clip) -> float:
-        from dav_builder.filters.learned import kth_largest
-
-        return kth_largest(self.learned_frame_scores(clip), self.cfg.learned_defect.votes)
+        return checks.kth_largest(self.learned_frame_scores(clip), self.cfg.learned_defect.votes)
 
     def _checks(self, clip: Clip) -> dict[str, float | None]:
         """Model-free scores over up to ``check_frames`` consecutive frame pairs spread over the clip."""

@@ -52,17 +52,16 @@ def depth_float16(depth: np.ndarray) -> np.ndarray:
     """Planar depth as stored: float16, non-finite, non-positive and out-of-range values
     (above float16's 65504 m, which would become inf) set to 0 (invalid)."""
     d = np.asarray(depth, dtype=np.float32)
-    if d.ndim == 2:
+    is_frame = d.ndim == 2
+    if is_frame:
         d = np.ascontiguousarray(d)
         lo, hi, _, _ = cv2.minMaxLoc(d)
-        # planar depth from the readers is already finite and >= 0: one pass to make sure (NaN
-        # would slip past minMaxLoc) instead of building the masked copy
-        if not (lo >= 0.0 and hi < 65504.0 and np.isfinite(d).all()):
-            d = np.where(np.isfinite(d) & (d > 0) & (d < 65504.0), d, np.float32(0.0))
-        # OpenCV's conversion rounds exactly as numpy's astype(float16) (tested), about 10x faster
-        return cv2.add(d, 0.0, dtype=cv2.CV_16F)
-    d = np.where(np.isfinite(d) & (d > 0) & (d < 65504.0), d, np.float32(0.0))
-    return d.astype(np.float16)
+    # planar depth from the readers is already finite and >= 0: a frame is checked in one pass
+    # (NaN would slip past minMaxLoc) instead of building the masked copy
+    if not (is_frame and lo >= 0.0 and hi < 65504.0 and np.isfinite(d).all()):
+        d = np.where(np.isfinite(d) & (d > 0) & (d < 65504.0), d, np.float32(0.0))
+    # OpenCV's conversion rounds exactly as numpy's astype(float16) (tested), about 10x faster
+    return cv2.add(d, 0.0, dtype=cv2.CV_16F) if is_frame else d.astype(np.float16)
 
 
 def depth_to_npy(depth: np.ndarray) -> bytes:
