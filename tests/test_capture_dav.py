@@ -199,6 +199,48 @@ def test_one_decode_gives_the_reduced_rgb_and_the_fine_grey(ext):
     assert decode_levels(buf.tobytes(), "x" + ext, 128)[1] is None
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def test_png_decoder_gives_opencvs_pixels_and_falls_back(monkeypatch):
+    # PNGs go through libpng via imagecodecs where that applies: the same pixels, the same reduced
+    # images, as OpenCV's decode; a PNG it turns into RGBA (a tRNS chunk) or cannot read goes to
+    # OpenCV, which decodes it or names the problem
+    import struct
+
+    import dav_builder.capture.imageio as imageio
+    from dav_builder.capture.base import FrameError
+    from dav_builder.shards.tario import decode_rgb_member
+
+    rng = np.random.default_rng(3)
+    img = cv2.resize(rng.integers(0, 255, (40, 72, 3), dtype=np.uint8), (320, 176), interpolation=cv2.INTER_CUBIC)
+    png = cv2.imencode(".png", img)[1].tobytes()
+    head = 8 + 25  # signature and IHDR
+    with_trns = png[:head] + _png_chunk(b"tRNS", struct.pack(">HHH", 1, 2, 3)) + png[head:]
+    with_gamma = png[:head] + _png_chunk(b"gAMA", struct.pack(">I", 45455)) + png[head:]
+    assert imageio.png_rgb(png) is not None and imageio.png_rgb(with_trns) is None
+    want = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    for data in (png, with_trns, with_gamma):
+        np.testing.assert_array_equal(imageio.decode_rgb(data, "x.png"), want)
+        np.testing.assert_array_equal(decode_rgb_member(data), want)
+    fast = imageio.decode_levels(png, "x.png", 64, 128)
+    monkeypatch.setattr(imageio, "_png_decode", None)  # as on a platform without the wheel
+    assert imageio.png_rgb(png) is None
+    slow = imageio.decode_levels(png, "x.png", 64, 128)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.undo()
+    broken = bytearray(png)
+    broken[head + 40] ^= 0xFF  # inside the image data: the zlib check fails
+    assert imageio.png_rgb(bytes(broken)) is None
+    with pytest.raises(FrameError, match="cannot be decoded"):
+        imageio.decode_levels(bytes(broken), "broken.png", 64, 128)
+
+
 def test_conversion_uses_capture_planes_over_projection(tmp_path):
     # capture.json near/far and a projection both given: capture.json is authoritative
     root = write_dav_capture(tmp_path / "cap", frames=1, convention="d3d", intrinsics="both", near=0.5, far=100.0)

@@ -117,6 +117,33 @@ def test_invalid_values_become_zero():
     assert out.tolist() == [[0.0, 0.0]]
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_nonfinite_mask_matches_isfinite(dtype):
+    """The one-reduction shortcut: None exactly when every value is finite, whatever the sum does."""
+    big = np.finfo(dtype).max
+    cases = {
+        "finite": np.array([[0.5, 0.25], [1.0, 0.0]]),
+        "nan": np.array([[0.5, np.nan], [1.0, 0.0]]),
+        "inf": np.array([[np.inf, 0.5], [1.0, 0.0]]),
+        "both infinities (sum NaN)": np.array([[np.inf, -np.inf], [1.0, 0.0]]),
+        "finite, sum overflows": np.array([[big, big], [big, 1.0]]),
+        "finite, sum overflows, one NaN": np.array([[big, big], [np.nan, 1.0]]),
+    }
+    for name, values in cases.items():
+        d = values.astype(dtype)
+        expected = ~np.isfinite(d)
+        got = dc.nonfinite(d)
+        if expected.any():
+            np.testing.assert_array_equal(got, expected, err_msg=name)
+        else:
+            assert got is None, name
+    assert dc.nonfinite(np.array([[1, 2]], np.uint16)) is None
+    # the conversion masks the same pixels either way
+    d = np.array([[np.nan, 0.5, 2.0], [np.inf, 0.9, -np.inf]], dtype)
+    out = dc.to_planar_metres(d, "gl", near=0.1, far=100.0)
+    assert (out > 0).tolist() == [[False, True, False], [False, True, False]]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -258,13 +258,15 @@ class DavCapture(Capture):
     def _read_depth(self, frame: FrameInfo) -> np.ndarray:
         path = Path(frame.depth)
         stored = read_depth_file(path, self.encoding, self.height, self.width)
-        usable = np.isfinite(stored)
+        bad = dconv.nonfinite(stored)  # None: every value is finite (no mask built)
         for value in self.invalid:  # declared "no depth" markers are exempt from the range check
-            usable &= stored != value
+            hit = stored == value
+            bad = hit if bad is None else bad | hit
+        usable = None if bad is None else ~bad
         lo, hi = _masked_range(stored, usable)
         if self.convention == "linear":
             if lo < 0:
-                negative = int(np.count_nonzero(usable & (stored < 0)))
+                negative = int(np.count_nonzero(stored < 0 if usable is None else usable & (stored < 0)))
                 raise FrameError(
                     path, f"negative depth in {negative} pixels: a linear depth cannot be negative (corrupt file?)"
                 )
@@ -292,16 +294,20 @@ class DavCapture(Capture):
         return z
 
 
-def _masked_range(stored: np.ndarray, usable: np.ndarray) -> tuple[float, float]:
-    """Smallest and largest stored value where ``usable`` (``inf, -inf`` where nothing is):
-    OpenCV's masked min/max on a 2-D float32 frame (one pass, 8x faster than numpy's ``where=``),
-    numpy otherwise.  The values are the same either way (no arithmetic)."""
-    if stored.ndim == 2 and stored.dtype == np.float32:
+def _masked_range(stored: np.ndarray, usable: np.ndarray | None) -> tuple[float, float]:
+    """Smallest and largest stored value where ``usable`` (everywhere when None; ``inf, -inf`` where
+    nothing is): OpenCV's (masked) min/max on a 2-D float32 frame (one pass, 8x faster than numpy's
+    ``where=``), numpy otherwise.  The values are the same either way (no arithmetic)."""
+    if stored.ndim == 2 and stored.dtype == np.float32 and stored.size:
+        if usable is None:
+            lo, hi, _, _ = cv2.minMaxLoc(stored)
+            return float(lo), float(hi)
         if not usable.any():
             return float("inf"), float("-inf")
         lo, hi, _, _ = cv2.minMaxLoc(stored, mask=usable.view(np.uint8))
         return float(lo), float(hi)
-    return float(np.min(stored, where=usable, initial=np.inf)), float(np.max(stored, where=usable, initial=-np.inf))
+    where = True if usable is None else usable
+    return float(np.min(stored, where=where, initial=np.inf)), float(np.max(stored, where=where, initial=-np.inf))
 
 
 def _nonzero(z: np.ndarray) -> int:

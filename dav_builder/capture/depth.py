@@ -47,6 +47,19 @@ def check_planes(convention: str, near: float | None, far: float | None) -> None
         raise ValueError(f"depth.near ({near}) must be smaller than depth.far ({far})")
 
 
+def nonfinite(d: np.ndarray) -> np.ndarray | None:
+    """Where ``d`` is NaN or infinite (bool), or None when nowhere: the usual case is settled by one
+    reduction, since a sum is finite exactly when every term is (NaN and inf propagate), unless it
+    overflows; only then, or when something is not finite, is the mask built."""
+    if d.dtype.kind in "biu":
+        return None
+    with np.errstate(all="ignore"):  # an overflowing sum only sends it to the mask
+        if np.isfinite(d.sum()):
+            return None
+    mask = ~np.isfinite(d)
+    return mask if mask.any() else None
+
+
 def pixel_rays(K: np.ndarray, height: int, width: int) -> np.ndarray:
     """``sqrt(1 + ((u - cx)/fx)^2 + ((v - cy)/fy)^2)`` per pixel: ray length per metre of z."""
     K = np.asarray(K, dtype=np.float64)
@@ -82,19 +95,20 @@ def to_planar_metres(
     """Convert a stored depth buffer to planar metres (float32, 0 = invalid)."""
     check_planes(convention, near, far)
     d = np.asarray(d)
-    bad = ~np.isfinite(d)
+    bad = nonfinite(d)  # None: nothing to mask yet (the usual case, without building a mask)
     for value in invalid:
-        bad |= d == value
+        hit = d == value
+        bad = hit if bad is None else bad | hit
     if convention == "linear":
         if kind not in ("z", "ray"):
             raise ValueError(f"depth.kind must be 'z' or 'ray', got {kind!r}")
         if kind == "ray" and K is None:
             raise ValueError("depth.kind 'ray' needs intrinsics K to convert to planar depth")
-        x = np.where(bad, 0.0, d).astype(np.float64)
+        x = (d if bad is None else np.where(bad, 0.0, d)).astype(np.float64)
         z = x * float(scale)
         if kind == "ray":
             z /= pixel_rays(K, *z.shape[-2:])
-        ok = ~bad & (z > 0)
+        ok = z > 0 if bad is None else ~bad & (z > 0)
         return np.where(ok, z, 0.0).astype(np.float32)
     p, q, r, n, f = rational_coefficients(convention, float(near), None if far is None else float(far))
     # every non-linear convention is z = p / (q + r d): one in-place float64 pass
@@ -104,7 +118,8 @@ def to_planar_metres(
         z += q
         np.divide(p, z, out=z)
     # NaN fails both comparisons; d = 0 with an infinite far plane gives inf: sky
-    bad |= ~((z >= n * (1 - _PLANE_TOL)) & (z <= min(f * (1 + _PLANE_TOL), np.finfo(np.float64).max)))
+    outside = ~((z >= n * (1 - _PLANE_TOL)) & (z <= min(f * (1 + _PLANE_TOL), np.finfo(np.float64).max)))
+    bad = outside if bad is None else bad | outside
     out = z.astype(np.float32)
     out[bad] = 0.0
     return out

@@ -17,6 +17,11 @@ import numpy as np
 
 from dav_builder.capture.base import FrameError
 
+try:  # a dependency; without it (an exotic platform) PNGs decode through OpenCV, only slower
+    from imagecodecs import png_decode as _png_decode
+except ImportError:  # pragma: no cover - exercised only where the wheel is missing
+    _png_decode = None
+
 #: Decompression-bomb limit: an image whose header claims more pixels is refused before decoding.
 MAX_PIXELS = 100_000_000
 DEPTH_ENCODINGS = ("exr", "npy", "png16", "raw")
@@ -217,10 +222,44 @@ def _imdecode(data: bytes, path: str | Path, flags: int) -> np.ndarray:
     return img
 
 
+def png_rgb(data: bytes, width: int | None = None, height: int | None = None) -> np.ndarray | None:
+    """An 8-bit RGB PNG decoded by libpng through ``imagecodecs`` (uint8 HxWx3, RGB order), or None
+    where that does not apply (not 8-bit RGB, a transparency chunk that makes it RGBA, data libpng
+    refuses, no ``imagecodecs``): the caller then decodes with OpenCV, which reports the error.
+
+    Why not OpenCV for these: the same libpng with a faster inflate (imagecodecs' build) decodes
+    a 640x352 frame in about 3 ms against OpenCV's 4 ms here, the same pixels (PNG is lossless;
+    neither applies gamma), and PNG decoding is the largest single cost of a build
+    (docs/benchmarks.md).  It releases the GIL, so reading threads still decode in parallel."""
+    if _png_decode is None or not is_rgb8(data):
+        return None
+    try:
+        img = _png_decode(data)
+    except Exception:  # imagecodecs' PngError and the like: OpenCV decides and names the problem
+        return None
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        return None
+    if width is not None and height is not None and img.shape[:2] != (height, width):
+        return None
+    return img
+
+
+def _decode_any(data: bytes, path: str | Path, ext: str, width: int, height: int, flags: int) -> tuple[np.ndarray, bool]:
+    """``(image, is_rgb)``: a PNG through :func:`png_rgb` (RGB order) where it applies, otherwise
+    OpenCV's decode with ``flags`` (BGR order)."""
+    if ext == "png" and flags == cv2.IMREAD_COLOR:
+        img = png_rgb(data, width, height)
+        if img is not None:
+            return img, True
+    return _imdecode(data, path, flags), False
+
+
 def decode_rgb(data: bytes, path: str | Path, expect_size=None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an 8-bit RGB image (uint8 HxWx3, RGB order)."""
+    w, h, ext = image_size(data, path)
     check_image(data, path, expect_size, max_pixels)
-    return cv2.cvtColor(_imdecode(data, path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    img, is_rgb = _decode_any(data, path, ext, w, h, cv2.IMREAD_COLOR)
+    return img if is_rgb else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _reduce(img: np.ndarray, side: int) -> np.ndarray:
@@ -266,9 +305,15 @@ def decode_levels(
             if max(w, h) // factor >= need:
                 flags = flag
                 break
-    img = _halve_towards(_imdecode(data, path, flags), need)
-    small = cv2.cvtColor(_reduce(img, small_side), cv2.COLOR_BGR2RGB) if small_side > 0 else None
-    fine = _reduce(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), fine_side) if fine_side > 0 else None
+    img, is_rgb = _decode_any(data, path, ext, w, h, flags)
+    img = _halve_towards(img, need)
+    small = None
+    if small_side > 0:
+        small = _reduce(img, small_side)
+        small = small if is_rgb else cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+    fine = None
+    if fine_side > 0:
+        fine = _reduce(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY if is_rgb else cv2.COLOR_BGR2GRAY), fine_side)
     return small, fine
 
 

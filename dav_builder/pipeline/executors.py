@@ -101,11 +101,28 @@ def unit_items(unit: WorkUnit, cfg: BuildConfig) -> Iterator[Item]:
     return range_items(unit, cfg)
 
 
+@contextmanager
+def _opencv_sequential() -> Iterator[None]:
+    """OpenCV's own thread pool off while a unit runs (set back after): a build already keeps every
+    core busy (one worker per CPU; reading threads beside the main thread), and OpenCV's threads
+    on top of that only compete for the same cores, on images small enough that handing them out
+    costs more than it saves: about 0.3 to 1.5 ms less CPU per 640x352 frame measured, the same
+    results (docs/benchmarks.md)."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(0)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
 def process_unit(unit: WorkUnit, cfg: BuildConfig, store: Store, processor: Processor) -> list[bytes]:
     """Run one unit start to end; return its messages for the driver."""
     writer = UnitWriter(store, cfg, unit)
     try:
-        with _staged(unit) as (local_unit, fix):
+        with _opencv_sequential(), _staged(unit) as (local_unit, fix):
             for item in _batched((fix(i) for i in unit_items(local_unit, cfg)), processor):
                 writer.add(item)
         return writer.finish()
@@ -133,8 +150,9 @@ def run_local(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Re
     torch = sys.modules.get("torch")
     cuda_up = torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() and not cuda_up else "spawn")
-    with ProcessPoolExecutor(min(processes, len(units)), mp_context=ctx, initializer=_pool_setup,
-                             initargs=(cfg, store)) as pool:
+    workers = min(processes, len(units))
+    cfg = task_threads(cfg, min(4, processes / workers))  # like a Ray task: its share of the CPUs
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_setup, initargs=(cfg, store)) as pool:
         futures = [pool.submit(_pool_unit, unit) for unit in units]
         for fut in as_completed(futures):
             for msg in fut.result():
@@ -160,11 +178,15 @@ def local_processes(cfg: BuildConfig) -> int:
     (``run.num_cpus`` caps it), unless the scoring models run on a GPU (then one)."""
     if cfg.run.scoring_gpus > 0:
         return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
+    cpus = _usable_cpus()
     return max(1, min(cpus, cfg.run.num_cpus or cpus))
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 # -- Ray ----------------------------------------------------------------------------------
@@ -203,9 +225,10 @@ def _ray_unit(unit: WorkUnit, cfg: BuildConfig, store: Store, actor) -> tuple[st
 
 
 def task_threads(cfg: BuildConfig, cpus: float) -> BuildConfig:
-    """A Ray task reads with as many threads as the CPUs Ray gave it (unless ``split.read_threads``
-    is set): Ray runs one task per CPU, so extra reading threads per task only compete with the
-    other tasks for the same cores (measured: docs/benchmarks.md)."""
+    """A Ray task (or a worker process) reads with as many threads as the CPUs it was given (unless
+    ``split.read_threads`` is set): there is one task or worker per CPU, so extra reading threads
+    per worker only compete with the other workers for the same cores (measured:
+    docs/benchmarks.md)."""
     if cfg.split.read_threads > 0:
         return cfg
     return replace(cfg, split=replace(cfg.split, read_threads=max(1, int(round(cpus)))))

@@ -31,6 +31,8 @@ from typing import BinaryIO, Iterator
 import cv2
 import numpy as np
 
+from dav_builder.capture.depth import nonfinite
+from dav_builder.capture.imageio import png_rgb
 from dav_builder.clip import Clip
 from dav_builder.shards.zipdeflate import zip_one
 
@@ -58,7 +60,7 @@ def depth_float16(depth: np.ndarray) -> np.ndarray:
         lo, hi, _, _ = cv2.minMaxLoc(d)
     # planar depth from the readers is already finite and >= 0: a frame is checked in one pass
     # (NaN would slip past minMaxLoc) instead of building the masked copy
-    if not (is_frame and lo >= 0.0 and hi < 65504.0 and np.isfinite(d).all()):
+    if not (is_frame and lo >= 0.0 and hi < 65504.0 and nonfinite(d) is None):
         d = np.where(np.isfinite(d) & (d > 0) & (d < 65504.0), d, np.float32(0.0))
     # OpenCV's conversion rounds exactly as numpy's astype(float16) (tested), about 10x faster
     return cv2.add(d, 0.0, dtype=cv2.CV_16F) if is_frame else d.astype(np.float16)
@@ -202,6 +204,9 @@ class ClipSample:
 
 def decode_rgb_member(data: bytes) -> np.ndarray | None:
     """An RGB member's image, uint8 (H, W, 3) in RGB order; None when it cannot be decoded."""
+    rgb = png_rgb(data)  # the faster PNG decoder where it applies (see there)
+    if rgb is not None:
+        return rgb
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
