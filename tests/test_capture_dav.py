@@ -259,3 +259,21 @@ def test_infinite_far_projection(tmp_path, convention):
     for info in infos(cap):
         assert info.extra["far"] == np.inf and info.extra["near"] == pytest.approx(0.2)
         np.testing.assert_allclose(cap.read_depth(info), scene_depth(info.index, H, W, K), rtol=1e-4)
+
+
+def test_read_bytes_reads_whole_files_within_the_limit(tmp_path):
+    from dav_builder.capture.base import FrameError
+    from dav_builder.capture.imageio import read_bytes
+
+    data = bytes(range(256)) * 40
+    f = tmp_path / "frame.bin"
+    f.write_bytes(data)
+    assert read_bytes(f) == data
+    assert read_bytes(f, max_bytes=len(data)) == data  # exactly at the limit
+    with pytest.raises(FrameError, match="larger than the limit"):
+        read_bytes(f, max_bytes=len(data) - 1)
+    (tmp_path / "empty.bin").write_bytes(b"")
+    with pytest.raises(FrameError, match="empty"):
+        read_bytes(tmp_path / "empty.bin")
+    with pytest.raises(FrameError, match="missing"):
+        read_bytes(tmp_path / "absent.bin")

@@ -17,6 +17,7 @@ import pytest
 from dav_builder.pipeline.build import build_dataset
 from dav_builder.pipeline.config import load_config
 from dav_builder.render.engine import RenderConfig, render_captures
+from dav_builder.storage import Store
 
 from s3_server import moto_server, new_s3fs
 
@@ -129,7 +130,11 @@ def test_killed_build_on_s3_resumes_to_the_uninterrupted_dataset(s3, tmp_path):
     proc.wait()
     fs.invalidate_cache()
     assert not fs.exists("dav-test/killed/stats.json"), "the build finished before it could be killed"
+    scratch = Store(out).scratch_dir()  # where shards are written before their upload
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    # the shard being written when the build was killed has a fixed local name, which the rerun of
+    # its unit overwrote, uploaded and removed: nothing is left behind on the worker's disk
+    assert not [p for p in scratch.rglob("*") if p.is_file()]
     a, b = s3_manifest(fs, ref), s3_manifest(fs, out)
     assert comparable(a) == comparable(b)  # the same rows, shard names included
     assert shard_keys(fs, out) == sorted(r["clip_id"] for r in b if r["shard"])

@@ -116,9 +116,11 @@ def read_bytes(path: Path, max_bytes: int = 1 << 31) -> bytes:
             raise FrameError(path, f"file of {st.st_size} bytes is larger than the limit of {max_bytes}")
         # read what fstat says (plus a byte, to see a file that grew), never the limit: a read of
         # ``max_bytes`` allocates that much first, which cost more than the read itself
-        want = (st.st_size if st.st_size > 0 else max_bytes) + 1
+        want = min((st.st_size if st.st_size > 0 else max_bytes) + 1, max_bytes + 1)
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(min(want, max_bytes + 1))
+            data = fh.read(want)
+            if len(data) == want < max_bytes + 1:  # more than fstat said (growing, or a stale size)
+                data += fh.read(max_bytes + 1 - len(data))
     except OSError as exc:
         raise FrameError(path, f"cannot read file: {exc.strerror or exc}") from None
     finally:
@@ -126,7 +128,7 @@ def read_bytes(path: Path, max_bytes: int = 1 << 31) -> bytes:
     if not data:
         raise FrameError(path, "file is empty")
     if len(data) > max_bytes:
-        raise FrameError(path, f"file grew beyond the limit of {max_bytes} bytes while being read")
+        raise FrameError(path, f"file is larger than the limit of {max_bytes} bytes")
     return data
 
 

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -152,10 +151,9 @@ class BucketShardWriter:
         self._next_index += 1
         if self.store.local:
             self._local = self.store.local_path(f"{self.rel_dir}/.{self._name}.partial")
-        else:
-            fd, tmp = tempfile.mkstemp(prefix=f"dav-{self._name}.", suffix=".partial", dir=self.store.scratch_dir())
-            os.close(fd)
-            self._local = Path(tmp)
+        else:  # a fixed name per dataset and shard: a rerun of the unit overwrites what a kill left
+            self._local = self.store.scratch_dir() / self.rel_dir / f".{self._name}.partial"
+            self._local.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self._local, "wb", buffering=1 << 20)
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
         self._rows = []

@@ -184,10 +184,18 @@ class Store:
             self.fs.rm(paths)
 
     def scratch_dir(self) -> Path:
-        """A local directory for files being written before they are stored (a shard's tar)."""
+        """A local directory for files being written before they are stored (a shard's tar): the
+        dataset itself on a disk; for an object store, one directory per store URL under the
+        system's temporary directory, so that a file left by a killed build has a fixed name that
+        the rerun of its unit overwrites and then removes (not a new name for each attempt)."""
         if self.local:
             return self.local_path()
-        return Path(tempfile.gettempdir())
+        import hashlib
+
+        key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / "dav-build-scratch" / key
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 def open_store(url: str | os.PathLike, what: str = "location", must_exist: bool = False) -> Store:
