@@ -149,6 +149,20 @@ def test_static_overlay_sees_a_hud_over_a_moving_scene():
     # without poses, a depth change marks the scene as moving
     d2 = d * np.linspace(1, 0.8, 6)[:, None, None]
     assert checks.static_overlay(hud, d2, None, None) > ScoringConfig().static_overlay.threshold
+    # a first-person weapon drawn with depth of its own (0.5 m, moving with the camera): a correct
+    # capture; its depth carried by the poses into the next frame disagrees there, so it does not
+    # count, while the same drawing without depth (over the wall's) counts like the HUD
+    gun = np.zeros((h, w), bool)
+    gun[50:90, 70:120] = True
+    drawn = g.copy()
+    drawn[:, gun] = 255.0
+    drawn[:, 60:86, 78:112] = 0.0
+    with_depth = d.copy()
+    with_depth[:, gun] = 0.5
+    assert checks.static_overlay(drawn, with_depth, K, poses) < ScoringConfig().static_overlay.threshold / 4
+    assert checks.static_overlay(drawn, d, K, poses) > ScoringConfig().static_overlay.threshold
+    assert checks.own_depth_map(with_depth[0], with_depth[1], K[0], K[1], poses[0], poses[1])[gun].mean() > 0.9
+    assert not checks.own_depth_map(d[0], d[1], K[0], K[1], poses[0], poses[1]).any()  # the wall is the scene
 
 
 def test_the_sky_outline_is_marked_on_both_sides():

@@ -451,11 +451,23 @@ def static_overlay(grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None, ca
     or still camera is not mistaken for an overlay; corners rather than edges because an
     edge sliding along itself looks still (the aperture problem).  Without poses, pixels whose
     depth changes by more than 1 % count as moving.
+
+    With poses, pixels whose depth moves with the camera are left out (:func:`own_depth_map`, for
+    every frame pair of the window): a first-person weapon drawn with its own depth (a correct
+    capture) stays put in the image while that depth, taken for the scene's, predicts motion; a
+    HUD drawn in RGB only lies over the scene's depth and still counts.
     """
     T = len(grey)
     W = min(OVERLAY_WINDOW, T)
     if T < 2:
         return 0.0
+    posed = cam_to_world is not None and K is not None
+    own: dict[int, np.ndarray] = {}  # frame pair t -> own_depth_map, made only where a window needs it
+
+    def own_at(t: int) -> np.ndarray:
+        if t not in own:
+            own[t] = own_depth_map(depth[t], depth[t + 1], K[t], K[t + 1], cam_to_world[t], cam_to_world[t + 1])  # type: ignore[index]
+        return own[t]
     # an edge leaving the image makes a "corner" with the (reflected) border, which stays put
     # while the edge slides along itself: no corner is trusted within OVERLAY_BORDER pixels of it
     corners = _clear_border(np.stack([cv2.cornerMinEigenVal(np.asarray(g, np.float32), 3, 3) for g in grey]),
@@ -463,8 +475,8 @@ def static_overlay(grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None, ca
     worst = 0.0
     for a in range(0, T - W + 1):
         b = a + W - 1
-        if cam_to_world is not None and K is not None:
-            moving = surely_moving(predicted_motion(depth[a], K[a], K[b], cam_to_world[a], cam_to_world[b]))
+        if posed:
+            moving = surely_moving(predicted_motion(depth[a], K[a], K[b], cam_to_world[a], cam_to_world[b]))  # type: ignore[index]
         else:
             d = depth[a : b + 1]
             valid = (d > 0).all(0)
@@ -473,7 +485,11 @@ def static_overlay(grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None, ca
         g = grey[a : b + 1].astype(np.float32)
         still = (g.max(0) - g.min(0)) < OVERLAY_STILL
         strong = corners[a : b + 1].min(0) > CORNER_MIN
-        worst = max(worst, float((still & strong & moving).mean()))
+        found = still & strong & moving
+        if posed and found.any():  # only then can depth moving with the camera change the share
+            for t in range(a, b):
+                found &= ~own_at(t)
+        worst = max(worst, float(found.mean()))
     return worst
 
 
@@ -715,6 +731,19 @@ def _carried_static(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K
     with np.errstate(invalid="ignore", divide="ignore"):
         static = c.inside & c.seen_there & (np.abs(np.log(np.where(c.z > 0, c.z, 1.0)) - c.log_there) < MISMATCH_DEPTH)
     return c.inside, c.mx, c.my, c.xs, c.ys, static
+
+
+def own_depth_map(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
+                  pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
+    """Pixels of frame a (and their 5x5 neighbourhood) whose depth is not the static scene's: carried
+    by the poses into frame b, it lands inside the frame where frame b has other depth (or none).
+    Content drawn with depth of its own that moves with the camera (a first-person weapon, a car
+    driven alongside) and moving objects; a pixel carried out of view says nothing and is not
+    marked.  Frames next to each other, so that content close to a moving camera still lands in
+    view."""
+    inside, _, _, _, _, static = _carried_static(depth_a, depth_b, K_a, K_b, pose_a, pose_b)
+    own = (inside & ~static).astype(np.uint8)
+    return cv2.dilate(own, np.ones((2 * MISMATCH_PATCH + 1,) * 2, np.uint8)) > 0
 
 
 def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, depth_b: np.ndarray,
