@@ -662,6 +662,7 @@ MISMATCH_MOTION_PX = 2.0
 MISMATCH_SWAY_PX = 1
 #: Half size of the patches compared (a 5x5 patch).
 MISMATCH_PATCH = 2
+_PATCH_KERNEL = np.ones((2 * MISMATCH_PATCH + 1,) * 2, np.uint8)
 #: Patch contrast (standard deviation, grey levels) below which a patch has nothing to match.
 MISMATCH_TEXTURE = 4.0
 #: Log-depth difference above which frame a's depth, carried by the poses, disagrees with frame b's
@@ -742,8 +743,12 @@ def own_depth_map(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b
     marked.  Frames next to each other, so that content close to a moving camera still lands in
     view."""
     inside, _, _, _, _, static = _carried_static(depth_a, depth_b, K_a, K_b, pose_a, pose_b)
-    own = (inside & ~static).astype(np.uint8)
-    return cv2.dilate(own, np.ones((2 * MISMATCH_PATCH + 1,) * 2, np.uint8)) > 0
+    return cv2.dilate((inside & ~static).astype(np.uint8), _PATCH_KERNEL) > 0
+
+
+def _whole_patch(mask: np.ndarray) -> np.ndarray:
+    """Pixels whose whole patch (:data:`MISMATCH_PATCH`) is in ``mask``."""
+    return cv2.erode(mask.astype(np.uint8), _PATCH_KERNEL, borderType=cv2.BORDER_REPLICATE) > 0
 
 
 def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, depth_b: np.ndarray,
@@ -782,8 +787,7 @@ def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, de
     texture = np.sqrt(np.maximum(_box(ga * ga) - _box(ga) ** 2, 0.0)) > MISMATCH_TEXTURE
     # the whole patch must be static scene: at the outline of a weapon drawn with its own depth,
     # the scene's pixels have patches that are mostly weapon, which stays put
-    static = cv2.erode(static.astype(np.uint8), np.ones((2 * MISMATCH_PATCH + 1,) * 2, np.uint8),
-                       borderType=cv2.BORDER_REPLICATE) > 0
+    static = _whole_patch(static)
     out = static & moving & texture & (MISMATCH_RATIO * still < scene) & (scene > MISMATCH_MIN_ERROR)
     return _clear_border(out, OVERLAY_BORDER + MISMATCH_PATCH)
 
@@ -876,8 +880,7 @@ def unexplained_map(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndar
     gp, g = np.asarray(grey_prev, np.float32), np.asarray(grey, np.float32)
     h, w = g.shape
     inside, mx, my, xs, ys, static = _carried_static(depth, depth_prev, K, K_prev, pose, pose_prev)
-    static = cv2.erode(static.astype(np.uint8), np.ones((2 * MISMATCH_PATCH + 1,) * 2, np.uint8),
-                       borderType=cv2.BORDER_REPLICATE) > 0
+    static = _whole_patch(static)
     if static.sum() < 16:
         return np.zeros((h, w), bool)
     pred = cv2.remap(gp, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

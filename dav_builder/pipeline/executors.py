@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Iterator
 from dav_builder.clip import Clip
 from dav_builder.pipeline.config import BuildConfig
 from dav_builder.pipeline.sink import UnitWriter, WorkUnit
+from dav_builder.pipeline.splitter import usable_cpus
 from dav_builder.pipeline.stages import ClipProcessor, Item, capture_items
 from dav_builder.storage import Store, is_url, stage_tree
 
@@ -178,15 +179,8 @@ def local_processes(cfg: BuildConfig) -> int:
     (``run.num_cpus`` caps it), unless the scoring models run on a GPU (then one)."""
     if cfg.run.scoring_gpus > 0:
         return 1
-    cpus = _usable_cpus()
+    cpus = usable_cpus()
     return max(1, min(cpus, cfg.run.num_cpus or cpus))
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 # -- Ray ----------------------------------------------------------------------------------

@@ -66,17 +66,21 @@ def make_detector(cfg: SplitConfig):
     return HashDetector(min_scene_len=cfg.min_scene_len, **kw)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def read_threads(configured: int, cap: Capture) -> int:
     """How many threads read ``cap``'s frames ahead (see ``split.read_threads``)."""
     if not getattr(cap, "concurrent_reads", True):
         return 1
     if configured > 0:
         return configured
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(4, cpus))
+    return max(1, min(4, usable_cpus()))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ implementation (for S3: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRE
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -190,8 +191,6 @@ class Store:
         the rerun of its unit overwrites and then removes (not a new name for each attempt)."""
         if self.local:
             return self.local_path()
-        import hashlib
-
         key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         path = Path(tempfile.gettempdir()) / "dav-build-scratch" / key
         path.mkdir(parents=True, exist_ok=True)
