@@ -173,9 +173,12 @@ def test_killed_build_resumes_without_duplicates_or_losses(captures, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_executor_matches_local_and_ray_reads_the_shards(captures, tmp_path):
+def test_ray_executor_matches_local_and_ray_reads_the_shards(captures, tmp_path, monkeypatch):
     import ray
 
+    from dav_builder.pipeline.executors import task_runtime_env
+
+    monkeypatch.setenv("AWS_DAV_TEST_AT_START", "1")  # object-store settings present when Ray starts
     local, distributed = tmp_path / "local", tmp_path / "ray"
     build_dataset([captures], local, cfg(), progress=False, say=lambda s: None)
     c = cfg("ray")
@@ -191,6 +194,19 @@ def test_ray_executor_matches_local_and_ray_reads_the_shards(captures, tmp_path)
         bucket = next(r["bucket"] for r in b if r["shard"])
         rows = ray.data.read_webdataset(str(distributed / "shards" / bucket)).take_all()
         assert {r["__key__"] for r in rows} == {r["clip_id"] for r in b if r["bucket"] == bucket and r["shard"]}
+        # the workers of the Ray instance the build started inherited the settings: no runtime env
+        # needed; settings that change after the start travel with the tasks
+
+        @ray.remote
+        def seen(name):
+            return os.environ.get(name)
+
+        assert task_runtime_env() is None
+        assert ray.get(seen.remote("AWS_DAV_TEST_AT_START")) == "1"
+        monkeypatch.setenv("AWS_DAV_TEST_LATER", "2")
+        env = task_runtime_env()
+        assert env is not None and env["env_vars"]["AWS_DAV_TEST_LATER"] == "2"
+        assert ray.get(seen.options(runtime_env=env).remote("AWS_DAV_TEST_LATER")) == "2"
     finally:
         ray.shutdown()
 

@@ -228,6 +228,10 @@ def task_threads(cfg: BuildConfig, cpus: float) -> BuildConfig:
     return replace(cfg, split=replace(cfg.split, read_threads=max(1, int(round(cpus)))))
 
 
+# The Ray instance this process started, and the object-store settings its workers inherited.
+_STARTED: dict[str, object] = {}
+
+
 def init_ray(cfg: BuildConfig) -> None:
     """Join the configured cluster, or start a local Ray sized for this machine."""
     import ray
@@ -259,12 +263,26 @@ def init_ray(cfg: BuildConfig) -> None:
         log_to_driver=True,
         configure_logging=False,
     )
+    _STARTED.update(gcs=ray.get_runtime_context().gcs_address, env=_env_vars())
 
 
 def _env_vars() -> dict[str, str]:
-    """The object store's settings travel to every worker (endpoint, credentials, region)."""
+    """The object store's settings (endpoint, credentials, region) in this process's environment."""
     keep = ("AWS_", "GOOGLE_", "GCS_", "FSSPEC_", "AZURE_")
     return {k: v for k, v in os.environ.items() if k.startswith(keep)}
+
+
+def task_runtime_env() -> dict | None:
+    """The object store's settings travel to every worker as a runtime environment, unless the
+    workers already have them: a Ray instance this process started inherited its environment.
+    A runtime environment is not free: Ray's prestarted workers cannot take the task, and one
+    worker per CPU is started through the runtime-environment agent instead, about a second of a
+    10-second build on two cores (docs/benchmarks.md)."""
+    import ray
+
+    env = _env_vars()
+    inherited = (_STARTED.get("gcs") == ray.get_runtime_context().gcs_address and _STARTED.get("env") == env)
+    return {"env_vars": env} if env and not inherited else None
 
 
 def run_ray(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Receive, uses_models: bool) -> dict:
@@ -275,11 +293,11 @@ def run_ray(units: list[WorkUnit], cfg: BuildConfig, store: Store, receive: Rece
     init_ray(cfg)
     t_run = time.perf_counter()
     cpu0 = time.process_time()  # the driver's CPU from here on: what grows with the data
-    env = _env_vars()
+    runtime_env = task_runtime_env()
     remote_unit = ray.remote(_ray_unit).options(
         num_cpus=1, max_retries=cfg.run.task_retries, retry_exceptions=False,
         scheduling_strategy="SPREAD",  # units over every node, not queued on the driver's node first
-        runtime_env={"env_vars": env} if env else None,
+        runtime_env=runtime_env,
     )
     actors: list = []
     if uses_models:
