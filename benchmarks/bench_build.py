@@ -40,8 +40,9 @@ import cv2
 import numpy as np
 
 
-def write_capture(root: Path, n: int, width: int, height: int, seed: int) -> Path:
-    """A dav-capture/1 recording: a textured scene panning, with two hard cuts; gl depth as npy."""
+def write_capture(root: Path, n: int, width: int, height: int, seed: int, place_every: int = 0) -> Path:
+    """A dav-capture/1 recording: a textured scene panning, a new place (a colour cut) every
+    ``place_every`` frames (default: two, at each third); gl depth as npy."""
     rng = np.random.default_rng(seed)
     (root / "rgb").mkdir(parents=True)
     (root / "depth").mkdir()
@@ -51,7 +52,7 @@ def write_capture(root: Path, n: int, width: int, height: int, seed: int) -> Pat
     lines = []
     texture = None
     for i in range(n):
-        if i % (n // 3 + 1) == 0:  # a new "place" every third of the capture
+        if i % (place_every or n // 3 + 1) == 0:  # a new "place"
             texture = cv2.resize(rng.integers(0, 255, (height // 8, width // 4, 3), dtype=np.uint8),
                                  (width * 2, height), interpolation=cv2.INTER_LINEAR)
             base = rng.uniform(2, 20, size=(height // 16 + 1, width // 16 + 1)).astype(np.float32)

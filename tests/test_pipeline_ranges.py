@@ -18,6 +18,8 @@ from dav_builder.pipeline.ranges import count_frames, plan_ranges, range_clips
 from dav_builder.pipeline.splitter import CaptureSplitter
 from dav_builder.render.engine import RenderConfig, render_captures
 
+from capture_fixtures import write_dav_capture
+
 GAPS = (40, 75, 110, 140)  # dropped frames (missing from frames.jsonl): a range border sits on 40 and 140
 BLACK = (59, 60, 61)  # a black flash across the border at 60
 MISSING = 20  # an RGB file that is gone
@@ -197,3 +199,24 @@ def test_build_with_ranges_writes_the_one_pass_manifest(capture, tmp_path):
     for key in ("frames_read", "frames_in_clips", "frames_not_in_clips", "clips_cut", "clips_written", "captures"):
         assert one.stats[key] == ranged.stats[key], key
     assert len(list((tmp_path / "ranged" / "_state" / "captures").glob("*.json"))) == 9  # 180 - 4 frames, 9 ranges
+
+
+def test_only_captures_that_may_be_longer_than_a_range_are_counted_and_split(tmp_path):
+    from dav_builder.capture.dav import DavCapture
+    from dav_builder.capture.discover import find_captures
+    from dav_builder.pipeline.build import ranges_planner
+
+    root = write_dav_capture(tmp_path / "caps" / "long", frames=30)
+    cap = DavCapture(root)
+    assert cap.frame_count_bound() == 30
+    with open(root / "frames.jsonl", "a") as fh:
+        fh.write("\n\n")  # blank lines: counted by the bound, skipped by the reader
+    assert DavCapture(root).frame_count_bound() == 32 and sum(1 for _ in DavCapture(root).frames()) == 30
+    (ref,) = find_captures([tmp_path / "caps"])
+    c = cfg()
+    assert c.split.range_frames == 3000  # on by default, for long captures only
+    assert ranges_planner(c, {})(ref) == ((0,), 0)
+    c.split.range_frames = 10
+    assert ranges_planner(c, {})(ref) == ((0, 10, 20), 30)
+    c.split.range_frames = 31  # the bound (32 lines) may be longer than a range: counted, one range
+    assert ranges_planner(c, {})(ref) == ((0,), 30)

@@ -165,6 +165,12 @@ class Capture(abc.ABC):
         the RGB size, it holds values no convention allows, or no pixel is valid.
         """
 
+    def frame_count_bound(self) -> int | None:
+        """An upper bound on the entries :meth:`frames` yields, found without parsing them (None
+        when a reader cannot tell cheaply): the build splits only captures that may be longer
+        than a range into frame ranges, and counts those exactly."""
+        return None
+
     # -- conveniences built on the three methods above -------------------------------------
 
     def read_rgb(self, frame: FrameInfo) -> np.ndarray:

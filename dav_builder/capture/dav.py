@@ -155,6 +155,19 @@ class DavCapture(Capture):
 
     # -- frames ---------------------------------------------------------------------------
 
+    def frame_count_bound(self) -> int | None:
+        """Lines of frames.jsonl: every entry :meth:`frames` yields is one line (blank ones are
+        skipped)."""
+        lines, last = 0, b"\n"
+        try:
+            with open(self.root / "frames.jsonl", "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    lines += chunk.count(b"\n")
+                    last = chunk[-1:]
+        except OSError:
+            return None
+        return lines + (last != b"\n")
+
     def frames(self) -> Iterator[FrameInfo | FrameError]:
         path = self.root / "frames.jsonl"
         last_index = -1

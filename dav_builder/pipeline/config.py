@@ -68,9 +68,11 @@ class SplitConfig:
     """How many previous frames the fade test looks at."""
     drop_frozen_depth: bool = True
     """Drop frames whose depth is bit-identical to the previous frame's while the RGB changes."""
-    range_frames: int = 0
+    range_frames: int = 3000
     """Split captures longer than this many frames into ranges processed in parallel, with exactly
-    the clips of one pass (see ``pipeline/ranges.py``); 0 = one work unit per capture."""
+    the clips of one pass (see ``pipeline/ranges.py``); 0 = one work unit per capture.  A range
+    costs the frames its worker reads before it takes over (up to ``range_sync_frames``), so
+    ranges are long: a dataset of many short captures is parallel already."""
     range_sync_frames: int = 600
     """How far into its range a range's worker looks for the frame where its walk no longer
     depends on the frames before the range (a hard break: unreadable or black frame, dropped

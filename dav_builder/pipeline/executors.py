@@ -26,10 +26,13 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from dav_builder.capture.base import Capture
 from dav_builder.clip import Clip
+from dav_builder.pipeline.fetching import FetchingCapture, stage_dav_metadata
 from dav_builder.pipeline.config import BuildConfig
 from dav_builder.pipeline.sink import UnitWriter, WorkUnit
 from dav_builder.pipeline.splitter import usable_cpus
@@ -70,16 +73,30 @@ def _rename_paths(clip: Clip, local: str, url: str) -> None:
         clip.errors = {k.replace(local, url): v.replace(local, url) for k, v in clip.errors.items()}
 
 
+Wrap = Callable[[Capture], Capture]
+
+
+def _same(cap: Capture) -> Capture:
+    return cap
+
+
 @contextmanager
-def _staged(unit: WorkUnit) -> Iterator[tuple[WorkUnit, Callable[[Item], Item]]]:
-    """A capture on an object store is copied to this worker's local disk while its unit runs."""
+def _staged(unit: WorkUnit) -> Iterator[tuple[WorkUnit, Callable[[Item], Item], Wrap]]:
+    """A capture on an object store is copied to this worker's local disk while its unit runs; a
+    range of a dav capture is fetched as it is read instead (:mod:`.fetching`)."""
     if not is_url(unit.ref.path):
-        yield unit, lambda item: item
+        yield unit, lambda item: item, _same
         return
     tmp = tempfile.mkdtemp(prefix="dav-capture-")
     try:
-        local = stage_tree(unit.ref.path, Path(tmp) / os.path.basename(unit.ref.path.rstrip("/")))
         url = unit.ref.path.rstrip("/")
+        dest = Path(tmp) / os.path.basename(url)
+        wrap: Wrap = _same
+        if unit.parts > 1 and unit.ref.reader == "dav":
+            local = stage_dav_metadata(url, dest)
+            wrap = partial(FetchingCapture, url=url)
+        else:
+            local = stage_tree(unit.ref.path, dest)
 
         def fix(item: Item) -> Item:
             if item.clip is not None:
@@ -88,18 +105,19 @@ def _staged(unit: WorkUnit) -> Iterator[tuple[WorkUnit, Callable[[Item], Item]]]
                 item.summary.error = item.summary.error.replace(str(local), url)
             return item
 
-        yield replace(unit, ref=replace(unit.ref, path=str(local))), fix
+        yield replace(unit, ref=replace(unit.ref, path=str(local))), fix, wrap
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def unit_items(unit: WorkUnit, cfg: BuildConfig) -> Iterator[Item]:
-    """The items of one unit: a whole capture, or a range of its frames."""
+def unit_items(unit: WorkUnit, cfg: BuildConfig, wrap: Wrap = _same) -> Iterator[Item]:
+    """The items of one unit: a whole capture, or a range of its frames (its capture opened
+    through ``wrap``)."""
     if unit.parts == 1:
         return capture_items(unit.ref, cfg, unit.skip_ids)
     from dav_builder.pipeline.ranges import range_items
 
-    return range_items(unit, cfg)
+    return range_items(unit, cfg, wrap)
 
 
 @contextmanager
@@ -123,8 +141,8 @@ def process_unit(unit: WorkUnit, cfg: BuildConfig, store: Store, processor: Proc
     """Run one unit start to end; return its messages for the driver."""
     writer = UnitWriter(store, cfg, unit)
     try:
-        with _opencv_sequential(), _staged(unit) as (local_unit, fix):
-            for item in _batched((fix(i) for i in unit_items(local_unit, cfg)), processor):
+        with _opencv_sequential(), _staged(unit) as (local_unit, fix, wrap):
+            for item in _batched((fix(i) for i in unit_items(local_unit, cfg, wrap)), processor):
                 writer.add(item)
         return writer.finish()
     except BaseException:

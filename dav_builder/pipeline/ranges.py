@@ -42,7 +42,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from dav_builder.capture.base import Capture, CaptureError, FrameData, FrameError, FrameInfo
 from dav_builder.capture.discover import open_capture
@@ -360,13 +360,14 @@ def range_clips(cap: Capture, cfg: BuildConfig, starts: list[int], part: int, to
                          clip_ids=owned.clip_ids, seconds={"split": time.perf_counter() - t0})
 
 
-def range_items(unit, cfg: BuildConfig) -> Iterator[Item]:
-    """:func:`~dav_builder.pipeline.stages.capture_items` for one range of a capture."""
+def range_items(unit, cfg: BuildConfig, wrap: Callable[[Capture], Capture] = lambda cap: cap) -> Iterator[Item]:
+    """:func:`~dav_builder.pipeline.stages.capture_items` for one range of a capture (opened
+    through ``wrap``: a capture on an object store is fetched as it is read)."""
     if unit.part == 0 and unit.parts == 1:
         yield from capture_items(unit.ref, cfg, unit.skip_ids)
         return
     try:
-        cap = open_capture(unit.ref)
+        cap = wrap(open_capture(unit.ref))
     except CaptureError:
         # the capture cannot be opened: its first range reports it, as a one-pass build would
         if unit.part == 0:
