@@ -56,6 +56,15 @@ MIN_AFFECTED = 4
 #: (depth more than 5 % off, or drawn over in RGB: ``frame_wrong`` in defects.json); a clip that
 #: touches a defect with no frame that wrong is neither clean nor defective.
 MATERIAL = 0.002
+#: A clip that touches no defect but has a frame with more than ``BLOCKED_SHARE`` of its pixels
+#: within ``BLOCKED_M`` of the camera is **blocked**: the engine has no collision, so a fast camera
+#: in a maze can go into a wall, or a moving object through the camera, and the view is one
+#: surface at arm's length (a game's camera does not go there; a first-person weapon covers about
+#: 1.5 % of the view at that distance).  Such a clip is no good training clip, so it is not counted
+#: as clean: it is reported apart, with the share of them the checks drop.  Decided from the
+#: captures' depth alone (for a clip without a defect it is the true depth), never from a check.
+BLOCKED_M = 0.3
+BLOCKED_SHARE = 0.5
 #: Lowest threshold per check, whatever the tuning clips allow: the engine's depth and poses are
 #: exact, real captures' are not (depth in centimetres or float16, poses from a tracker), and a
 #: pose check tuned to exact data would drop them all.
@@ -165,6 +174,8 @@ def score_set(seed: int, n: int, frames: int, work: Path, families: str = TUNE_F
         return []
     caps = sorted(p for p in root.iterdir() if p.is_dir())
     spans = [(lab, feat) for cap_dir in caps for _, _, lab, feat in clip_spans(cap_dir)]
+    near = near_shares(root, caps)
+    spans = [(lab, {**feat, "near_share": share}) for (lab, feat), share in zip(spans, near)]
     cache = root / f".scores-{CODE_KEY}.json"
     if cache.exists():
         scores = json.loads(cache.read_text())
@@ -178,6 +189,35 @@ def score_set(seed: int, n: int, frames: int, work: Path, families: str = TUNE_F
         scores = [None if s is None else {**s, "learned_defect": checks_module.kth_largest(f, votes)}
                   for s, f in zip(scores, fs)]
     return [(s, lab, feat) for s, (lab, feat) in zip(scores, spans) if s is not None]
+
+
+def near_shares(root: Path, caps: list[Path]) -> list[float]:
+    """Per clip of :func:`clip_spans` (in order), the largest share of a frame's pixels within
+    :data:`BLOCKED_M` of the camera, from the capture's depth; cached beside the captures."""
+    cache = root / f".near-{BLOCKED_M}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    out: list[float] = []
+    for cap_dir in caps:
+        cap = DavCapture(cap_dir)
+        infos = {f.index: f for f in cap.frames() if not isinstance(f, FrameError)}
+        share: dict[int, float] = {}
+        for a, b, _, _ in clip_spans(cap_dir):
+            for i in range(a, b + 1):
+                if i not in share:
+                    try:
+                        d = cap.read_depth(infos[i])
+                        share[i] = float(((d > 0) & (d < BLOCKED_M)).mean())
+                    except (FrameError, KeyError):
+                        share[i] = 0.0  # a frame the reader refuses (a planted wrong buffer)
+            out.append(round(max(share[i] for i in range(a, b + 1)), 4))
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def is_blocked(row: Row) -> bool:
+    """A clip touching no defect whose view is blocked (see :data:`BLOCKED_M`)."""
+    return not row[1] and row[2].get("near_share", 0.0) > BLOCKED_SHARE
 
 
 def learned_key(weights: Path) -> str:
@@ -221,9 +261,14 @@ def learned_scores(seed: int, n: int, frames: int, work: Path, weights: Path, fa
     return out
 
 
+#: Set by ``--count-blocked-as-clean``: the definition of the measurements before 6 December, 18:30.
+COUNT_BLOCKED = False
+
+
 def material(rows: list[Row]) -> list[Row]:
-    """The clips that are clean or materially defective (see :data:`MATERIAL`)."""
-    return [r for r in rows if not r[1] or is_material(r[1])]
+    """The clips that are clean (a blocked view is not: :data:`BLOCKED_M`) or materially defective
+    (see :data:`MATERIAL`)."""
+    return [r for r in rows if (not r[1] and (COUNT_BLOCKED or not is_blocked(r))) or (r[1] and is_material(r[1]))]
 
 
 def _value(scores: dict, check: str) -> float:
@@ -313,12 +358,17 @@ def feature_tags(feat: dict) -> list[str]:
 
 def report(name: str, rows: list[Row], chosen: dict[str, float], tuned_variants: set[str] | None = None) -> dict:
     """Prints one group's figures; returns the headline numbers."""
-    skipped = len(rows) - len(material(rows))
+    blocked = [] if COUNT_BLOCKED else [s for s, lab, f in rows if is_blocked((s, lab, f))]
+    skipped = len(rows) - len(material(rows)) - len(blocked)
     rows = material(rows)
     clean = [s for s, lab, _ in rows if not lab]
     bad = [(s, lab) for s, lab, _ in rows if lab]
     print(f"\n== {name}: {len(rows)} clips, {len(clean)} clean "
           f"({skipped} more touch a defect that left every frame right: not counted)")
+    if blocked:
+        print(f"   {len(blocked)} more touch no defect but have their view blocked (a frame over "
+              f"{BLOCKED_SHARE:.0%} within {BLOCKED_M} m): not counted as clean; the checks drop "
+              f"{np.mean([bool(flagged(s, chosen)) for s in blocked]):.1%} of them")
     kinds = [d for d in DEFECT_CHECK if any(d in lab for _, lab in bad)]
     print(f"{'check':18s} {'threshold':>9s} " + " ".join(f"{d[:12]:>12s}" for d in kinds) + f" {'clean dropped':>13s}")
     for check, t in chosen.items():
@@ -400,6 +450,8 @@ def main() -> None:
     ap.add_argument("--score-only", action="store_true",
                     help="render and score (cached) the seeds given, print nothing else")
     ap.add_argument("--render-only", action="store_true", help="with --score-only: render, do not score")
+    ap.add_argument("--count-blocked-as-clean", action="store_true",
+                    help="count clips with a blocked view as clean (the definition before 6 December, 18:30)")
     ap.add_argument("--per-seed", action="store_true", help="also report every held-back seed on its own")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dav-bench-filters")
     ap.add_argument("--learned", default=str(learned_module.SHIPPED_WEIGHTS),
@@ -407,6 +459,8 @@ def main() -> None:
     ap.add_argument("--learned-votes", type=int, default=ScoringConfig().learned_defect.votes,
                     help="a clip's learned score is its N-th largest frame score")
     args = ap.parse_args()
+    global COUNT_BLOCKED
+    COUNT_BLOCKED = args.count_blocked_as_clean
     seeds, tune_seeds = parse_seeds(args.seeds), parse_seeds(args.tune_seeds)
     if set(seeds) & set(tune_seeds):
         ap.error(f"seeds {sorted(set(seeds) & set(tune_seeds))} are both tuned on and reported on")
