@@ -119,3 +119,19 @@ def test_stray_files_are_ignored_by_every_reader(tmp_path, name):
     assert len(frames) == fx.FRAMES and not any(isinstance(f, FrameError) for f in frames)
     for f in frames:
         cap.read_depth(f)
+
+
+def test_a_video_capture_is_never_split_into_ranges(tmp_path):
+    from dav_builder.pipeline.build import ranges_planner
+    from dav_builder.pipeline.config import load_config
+
+    root = tmp_path / "rec"
+    (root / "depth").mkdir(parents=True)
+    write_video(root / "video.avi", 8)
+    for i in range(8):
+        np.save(root / "depth" / f"depth_{i:04d}.npy", np.full((24, 32), 1.0 + i, np.float32))
+    (ref,) = find_captures([root])
+    cfg = load_config(overrides={"split": {"range_frames": 2}})
+    # read in order: a later range's worker would decode every frame before its range
+    assert open_capture(ref).concurrent_reads is False
+    assert ranges_planner(cfg, {})(ref) == ((0,), 0)

@@ -225,6 +225,8 @@ def ranges_planner(cfg: BuildConfig, local_paths: dict[str, str]):
             return (0,), 0
         try:
             cap = open_capture(replace(ref, path=local_paths.get(ref.capture_id, ref.path)))
+            if not cap.concurrent_reads:
+                return (0,), 0  # a video decodes in order: a later range's worker would decode all before it
             bound = cap.frame_count_bound()
             if bound is not None and bound <= cfg.split.range_frames:
                 return (0,), 0  # one range: not worth parsing its metadata here to count exactly
