@@ -35,12 +35,17 @@ def write_video(path: Path, n: int, w: int = 32, h: int = 24) -> None:
     vw.release()
 
 
-def test_video_frames_pair_with_depth_by_number_not_by_position(tmp_path):
-    root = tmp_path / "rec"
+def video_recording(root: Path, n: int = 8) -> Path:
+    """A video of ``n`` frames with a depth file per frame (frame i: 1 + i metres)."""
     (root / "depth").mkdir(parents=True)
-    write_video(root / "video.avi", 8)
-    for i in range(8):
+    write_video(root / "video.avi", n)
+    for i in range(n):
         np.save(root / "depth" / f"depth_{i:04d}.npy", np.full((24, 32), 1.0 + i, np.float32))
+    return root
+
+
+def test_video_frames_pair_with_depth_by_number_not_by_position(tmp_path):
+    root = video_recording(tmp_path / "rec")
     (root / "depth" / "depth_0003.npy").unlink()  # one depth file missing
     (root / "depth" / "notes.txt").write_text("stray")
     (root / "depth" / "preview.png.bak").write_bytes(b"stray")
@@ -125,12 +130,7 @@ def test_a_video_capture_is_never_split_into_ranges(tmp_path):
     from dav_builder.pipeline.build import ranges_planner
     from dav_builder.pipeline.config import load_config
 
-    root = tmp_path / "rec"
-    (root / "depth").mkdir(parents=True)
-    write_video(root / "video.avi", 8)
-    for i in range(8):
-        np.save(root / "depth" / f"depth_{i:04d}.npy", np.full((24, 32), 1.0 + i, np.float32))
-    (ref,) = find_captures([root])
+    (ref,) = find_captures([video_recording(tmp_path / "rec")])
     cfg = load_config(overrides={"split": {"range_frames": 2}})
     # read in order: a later range's worker would decode every frame before its range
     assert open_capture(ref).concurrent_reads is False

@@ -56,7 +56,10 @@ class FetchingCapture(Capture):
         self._roots = {os.path.normpath(str(inner.root)), os.path.realpath(str(inner.root))}
         self._lock = threading.Lock()
         self._fetched: set[str] = set()
-        self._order: list[FrameInfo] | None = None
+        # the frames' metadata, read only as far as the frames asked for (and a chunk beyond): a
+        # range's worker of a long capture does not parse the metadata of the frames after it
+        self._meta = inner.frames()
+        self._order: list[FrameInfo] = []
         self._pos: dict[int, int] = {}
         self.fetched_bytes = 0
         for name in ("id", "root", "reader", "concurrent_reads", "fps", "width", "height"):
@@ -98,20 +101,23 @@ class FetchingCapture(Capture):
                 return os.path.relpath(path, root).replace(os.sep, "/")
         return None
 
-    def _frame_order(self) -> list[FrameInfo]:
-        if self._order is None:
-            self._order = [f for f in self._inner.frames() if not isinstance(f, FrameError)]
-            self._pos = {f.index: i for i, f in enumerate(self._order)}
-        return self._order
+    def _batch(self, frame: FrameInfo) -> list[FrameInfo]:
+        """``frame`` and the frames after it in the capture, up to ``chunk`` in all."""
+        while (pos := self._pos.get(frame.index)) is None or len(self._order) < pos + self._chunk:
+            info = next(self._meta, None)
+            if info is None:
+                break
+            if not isinstance(info, FrameError):
+                self._pos[info.index] = len(self._order)
+                self._order.append(info)
+        pos = self._pos.get(frame.index)
+        return [frame] if pos is None else self._order[pos:pos + self._chunk]
 
     def _ensure(self, frame: FrameInfo) -> None:
         """Download the files of ``frame`` and of the next frames of its chunk not yet fetched."""
         with self._lock:
-            order = self._frame_order()
-            pos = self._pos.get(frame.index)
-            batch = [frame] if pos is None else order[pos:pos + self._chunk]
             wanted: dict[str, str] = {}
-            for info in batch:
+            for info in self._batch(frame):
                 for location in (info.rgb, info.depth):
                     rel = self._rel(location)
                     if rel is not None and rel not in self._fetched:

@@ -360,7 +360,7 @@ def range_clips(cap: Capture, cfg: BuildConfig, starts: list[int], part: int, to
                          clip_ids=owned.clip_ids, seconds={"split": time.perf_counter() - t0})
 
 
-def range_items(unit, cfg: BuildConfig, wrap: Callable[[Capture], Capture] = lambda cap: cap) -> Iterator[Item]:
+def range_items(unit, cfg: BuildConfig, wrap: Callable[[Capture], Capture]) -> Iterator[Item]:
     """:func:`~dav_builder.pipeline.stages.capture_items` for one range of a capture (opened
     through ``wrap``: a capture on an object store is fetched as it is read)."""
     if unit.part == 0 and unit.parts == 1:
