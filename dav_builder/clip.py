@@ -75,8 +75,8 @@ class Clip:
     """The depth frames encoded as the shard stores them (float16 ``.npy``), set by
     :func:`dav_builder.shards.tario.pack_depth` in the worker once nothing reads ``depth`` any more:
     half the bytes to ship to the writer, and the writer only copies."""
-    grey_fine: np.ndarray | None = None
-    """Grey frames (T, h, w) uint8 of up to ``scoring.pair_side``, kept from reading for the
+    rgb_fine: np.ndarray | None = None
+    """RGB frames (T, h, w, 3) uint8 of up to ``scoring.pair_side``, kept from reading for the
     checks that need more detail than ``rgb_small`` (no second decode); dropped after scoring."""
 
     @property

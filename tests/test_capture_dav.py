@@ -181,8 +181,8 @@ def test_rgb_small_from_jpeg_uses_reduced_decode(tmp_path):
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg"])
-def test_one_decode_gives_the_reduced_rgb_and_the_fine_grey(ext):
-    # 640x352: the reduced RGB (128 px) and the fine grey (256 px) from one decode match a direct
+def test_one_decode_gives_the_reduced_rgb_at_two_sizes(ext):
+    # 640x352: the reduced RGB (128 px) and the fine RGB (256 px) from one decode match a direct
     # area resize of the full image, whatever route (2x halvings, reduced JPEG decode) got there
     from dav_builder.capture.imageio import decode_levels
 
@@ -190,10 +190,10 @@ def test_one_decode_gives_the_reduced_rgb_and_the_fine_grey(ext):
     img = cv2.resize(rng.integers(0, 255, (44, 80, 3), dtype=np.uint8), (640, 352), interpolation=cv2.INTER_CUBIC)
     ok, buf = cv2.imencode(ext, img, [cv2.IMWRITE_JPEG_QUALITY, 98] if ext == ".jpg" else [])
     small, fine = decode_levels(buf.tobytes(), "x" + ext, 128, 256, expect_size=(352, 640))
-    assert small.shape == (70, 128, 3) and fine.shape == (141, 256) and fine.dtype == np.uint8
+    assert small.shape == (70, 128, 3) and fine.shape == (141, 256, 3) and fine.dtype == np.uint8
     full = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     want_small = cv2.cvtColor(cv2.resize(full, (128, 70), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-    want_fine = cv2.resize(cv2.cvtColor(full, cv2.COLOR_BGR2GRAY), (256, 141), interpolation=cv2.INTER_AREA)
+    want_fine = cv2.cvtColor(cv2.resize(full, (256, 141), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     assert np.abs(small.astype(int) - want_small).mean() < 2.0
     assert np.abs(fine.astype(int) - want_fine).mean() < 2.0
     assert decode_levels(buf.tobytes(), "x" + ext, 128)[1] is None

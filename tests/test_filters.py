@@ -165,6 +165,24 @@ def test_static_overlay_sees_a_hud_over_a_moving_scene():
     assert not checks.own_depth_map(d[0], d[1], K[0], K[1], poses[0], poses[1]).any()  # the wall is the scene
 
 
+def test_static_overlay_sees_a_crosshair_of_the_fogs_luminance_in_colour():
+    from dav_builder.capture.imageio import GREY_WEIGHTS
+    from dav_builder.render.overlays import draw_hud
+
+    h, w, n = 72, 128, 6
+    fog = np.full((n, h, w, 3), 174, np.uint8)  # grey fog: the green crosshair's luminance
+    hud = np.stack([draw_hud(f, t, "crosshair") for t, f in enumerate(fog)])
+    d = np.full((n, h, w), 5.0, np.float32)
+    K = np.stack([np.array([[100.0, 0, w / 2], [0, 100.0, h / 2], [0, 0, 1]])] * n)
+    poses = np.stack([np.eye(4)] * n)
+    poses[:, 0, 3] = 0.1 * np.arange(n)  # 2 px per frame at 5 m
+    threshold = ScoringConfig().static_overlay.threshold
+    assert checks.static_overlay(fog, d, K, poses) == 0.0
+    assert checks.static_overlay(hud, d, K, poses) > threshold
+    grey = hud.astype(np.float32) @ GREY_WEIGHTS  # the same frames in grey: the crosshair is gone
+    assert checks.static_overlay(grey, d, K, poses) < threshold
+
+
 def test_the_sky_outline_is_marked_on_both_sides():
     d = np.full((40, 40), 5.0, np.float32)
     d[:20] = 0.0  # no depth above row 20 (sky)
@@ -468,6 +486,9 @@ def test_an_edge_leaving_the_image_is_not_an_overlay(monkeypatch):
     poses = np.stack([np.eye(4)] * n)
     poses[:, 0, 3] = 0.05 * np.arange(n)  # image motion (1, 2) px per frame at 5 m: along the edge
     poses[:, 1, 3] = 0.10 * np.arange(n)
+    # corners this soft (at most about 700) stay under the default CORNER_MIN anyway: count them,
+    # so that only the border rule keeps them out
+    monkeypatch.setattr(checks, "CORNER_MIN", 200.0)
     assert checks.static_overlay(g, d, K, poses) == 0.0
     monkeypatch.setattr(checks, "OVERLAY_BORDER", 0)  # the test can fail: without the rule it fires
     assert checks.static_overlay(g, d, K, poses) > 0.0

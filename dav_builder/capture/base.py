@@ -115,9 +115,10 @@ class FrameData:
     """The RGB image reduced so that its longer side is at most ``small_side`` (uint8 HxWx3, RGB order)."""
     depth: np.ndarray
     """Planar metres, float32 HxW at full resolution, 0 where invalid."""
-    grey_fine: np.ndarray | None = None
-    """The grey image reduced to at most ``fine_side`` (uint8), when asked for: the clip checks
-    that need more detail than ``rgb_small`` use it instead of decoding the frame again."""
+    rgb_fine: np.ndarray | None = None
+    """The RGB image reduced to at most ``fine_side`` (uint8 HxWx3, RGB order), when asked for:
+    the clip checks that need more detail than ``rgb_small`` use it instead of decoding the frame
+    again."""
     depth_npy: bytes | None = None
     """``depth`` encoded as a shard member, when the reader's caller encoded it ahead."""
 
@@ -182,7 +183,7 @@ class Capture(abc.ABC):
 
     def read_frame(self, frame: FrameInfo, small_side: int = 128, fine_side: int = 0) -> FrameData:
         """Read everything the builder needs from one frame, decoding the RGB once, reduced
-        (``fine_side`` > 0 also keeps a grey image of up to that size)."""
+        (``fine_side`` > 0 also keeps the RGB reduced to up to that size)."""
         from dav_builder.capture.imageio import as_rgb8, decode_levels
 
         with _as_frame_error(frame.rgb, frame.index):
@@ -192,7 +193,7 @@ class Capture(abc.ABC):
             assert small is not None
         with _as_frame_error(frame.depth, frame.index):
             depth = self.read_depth(frame)
-        return FrameData(info=frame, rgb_bytes=data, rgb_ext=ext, rgb_small=small, depth=depth, grey_fine=fine)
+        return FrameData(info=frame, rgb_bytes=data, rgb_ext=ext, rgb_small=small, depth=depth, rgb_fine=fine)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, {self.width}x{self.height} @ {self.fps} fps)"

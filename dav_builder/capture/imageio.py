@@ -295,8 +295,8 @@ def decode_levels(
     max_pixels: int = MAX_PIXELS,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Decode once; return the RGB reduced so that its longer side is at most ``small_side``
-    (uint8, RGB order) and the grey image reduced to at most ``fine_side`` (uint8); either is
-    None when its side is 0.
+    and the RGB reduced to at most ``fine_side`` (both uint8 HxWx3, RGB order); either is None
+    when its side is 0.
 
     JPEGs decode at 1/2, 1/4 or 1/8 scale directly when that is still large enough (libjpeg's
     DCT scaling, several times faster than a full decode); PNGs must be decoded whole, then are
@@ -320,7 +320,8 @@ def decode_levels(
         small = small if is_rgb else cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
     fine = None
     if fine_side > 0:
-        fine = _reduce(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY if is_rgb else cv2.COLOR_BGR2GRAY), fine_side)
+        fine = _reduce(img, fine_side)
+        fine = fine if is_rgb else cv2.cvtColor(fine, cv2.COLOR_BGR2RGB)
     return small, fine
 
 

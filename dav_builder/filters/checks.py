@@ -408,9 +408,13 @@ def frozen_depth(
     return frozen / moving if moving else 0.0
 
 
-#: Corner strength (minimum eigenvalue of the 3x3 structure tensor) that counts as a corner.
-CORNER_MIN = 200.0
-OVERLAY_WINDOW = 4
+#: Corner strength (minimum eigenvalue of the 3x3 structure tensor, of the strongest colour
+#: channel) that counts as a corner in :func:`static_overlay` at ``scoring.pair_side`` pixels.
+CORNER_MIN = 1500.0
+#: Frames :func:`static_overlay` compares at a time: enough for a slow camera to move the scene,
+#: few enough that a HUD shown for a fraction of a clip still fills a window.
+OVERLAY_WINDOW = 6
+#: Largest change (levels, in every colour channel) of a pixel that stays put over a window.
 OVERLAY_STILL = 2.0
 OVERLAY_MOTION_PX = 1.5
 OVERLAY_BORDER = 2
@@ -442,9 +446,37 @@ def surely_moving(motion: np.ndarray, min_px: float = OVERLAY_MOTION_PX) -> np.n
     return cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > min_px
 
 
-def static_overlay(grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None, cam_to_world: np.ndarray | None) -> float:
+def _channel_max(x: np.ndarray) -> np.ndarray:
+    """Largest value over the last axis (a few channels), without numpy's slow reduction over a
+    short inner axis."""
+    out = x[..., 0]
+    for c in range(1, x.shape[-1]):
+        out = np.maximum(out, x[..., c])
+    return out
+
+
+def colour_corners(frame: np.ndarray) -> np.ndarray:
+    """Corner strength (:func:`cv2.cornerMinEigenVal`, 3x3) of a grey frame, or of a colour
+    frame's strongest channel: a green crosshair over grey fog has almost no contrast in grey
+    (the green's luminance is the fog's) and much in each channel."""
+    f = np.asarray(frame, np.float32)
+    if f.ndim == 2:
+        return cv2.cornerMinEigenVal(f, 3, 3)
+    out = cv2.cornerMinEigenVal(np.ascontiguousarray(f[..., 0]), 3, 3)
+    for c in range(1, f.shape[2]):
+        out = np.maximum(out, cv2.cornerMinEigenVal(np.ascontiguousarray(f[..., c]), 3, 3))
+    return out
+
+
+def static_overlay(frames: np.ndarray, depth: np.ndarray, K: np.ndarray | None, cam_to_world: np.ndarray | None) -> float:
     """Max over windows of consecutive frames of the share of the image made of colour *corners*
     that stay put while the scene under them moves (a HUD, subtitles, a watermark).
+
+    ``frames`` are RGB (T, h, w, 3) or grey (T, h, w).  Colour, at ``scoring.pair_side`` pixels:
+    thin HUD lines (a crosshair, a status bar's text) are a pixel wide, and a reduced frame mixes
+    them with the moving scene behind, so they no longer stay put; in grey, an overlay whose
+    luminance is the scene's has no corners.  A pixel stays put when it changes by under
+    :data:`OVERLAY_STILL` levels in every channel over a window of :data:`OVERLAY_WINDOW` frames.
 
     The scene's motion is predicted (sub-pixel) from depth, intrinsics (at this size) and camera
     poses, and must exceed :data:`OVERLAY_MOTION_PX` over the whole 3x3 neighbourhood, so a slow
@@ -457,40 +489,83 @@ def static_overlay(grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None, ca
     capture) stays put in the image while that depth, taken for the scene's, predicts motion; a
     HUD drawn in RGB only lies over the scene's depth and still counts.
     """
-    T = len(grey)
+    T = len(frames)
     W = min(OVERLAY_WINDOW, T)
     if T < 2:
         return 0.0
+    h, w = frames.shape[1:3]
+    n = h * w
+    flat = frames.reshape(T, n, -1)  # channels last; one channel for grey frames
     posed = cam_to_world is not None and K is not None
-    own: dict[int, np.ndarray] = {}  # frame pair t -> own_depth_map, made only where a window needs it
+    # an edge leaving the image makes a "corner" with the (reflected) border, which stays put
+    # while the edge slides along itself: no corner is trusted within OVERLAY_BORDER pixels of it
+    inner = _clear_border(np.ones((h, w), bool), OVERLAY_BORDER).ravel()
+    corners: dict[int, np.ndarray] = {}  # frame -> corner strength (flat), made only where a window needs it
+    own: dict[int, np.ndarray] = {}  # frame pair t -> own_depth_map (flat), likewise
+
+    def corners_at(t: int) -> np.ndarray:
+        if t not in corners:
+            corners[t] = colour_corners(frames[t]).ravel()
+        return corners[t]
 
     def own_at(t: int) -> np.ndarray:
         if t not in own:
-            own[t] = own_depth_map(depth[t], depth[t + 1], K[t], K[t + 1], cam_to_world[t], cam_to_world[t + 1])  # type: ignore[index]
+            own[t] = own_depth_map(depth[t], depth[t + 1], K[t], K[t + 1], cam_to_world[t], cam_to_world[t + 1]).ravel()  # type: ignore[index]
         return own[t]
-    # an edge leaving the image makes a "corner" with the (reflected) border, which stays put
-    # while the edge slides along itself: no corner is trusted within OVERLAY_BORDER pixels of it
-    corners = _clear_border(np.stack([cv2.cornerMinEigenVal(np.asarray(g, np.float32), 3, 3) for g in grey]),
-                            OVERLAY_BORDER)
+    # The tests of a pixel, cheapest first, each on the pixels the ones before left: the window's
+    # first and last frame agree (needed for it to stay put), it is a strong corner in the first
+    # frame, it stays put over the window, it is a strong corner in every frame, the scene under
+    # it moves, its depth is not its own.
     worst = 0.0
     for a in range(0, T - W + 1):
         b = a + W - 1
+        idx = np.flatnonzero((_channel_max(cv2.absdiff(flat[a], flat[b])) < OVERLAY_STILL) & inner)
+        if idx.size:
+            idx = idx[corners_at(a)[idx] > CORNER_MIN]
+        if idx.size:
+            win = flat[a : b + 1, idx]
+            hi, lo = win[0].copy(), win[0].copy()
+            for f in win[1:]:  # a loop: numpy's reduction over the first axis is several times slower
+                np.maximum(hi, f, out=hi)
+                np.minimum(lo, f, out=lo)
+            idx = idx[_channel_max(hi.astype(np.float32) - lo) < OVERLAY_STILL]
+        for t in range(a + 1, b + 1):
+            if not idx.size:
+                break
+            idx = idx[corners_at(t)[idx] > CORNER_MIN]
+        if not idx.size:
+            continue
         if posed:
-            moving = surely_moving(predicted_motion(depth[a], K[a], K[b], cam_to_world[a], cam_to_world[b]))  # type: ignore[index]
+            idx = idx[surely_moving_at(depth[a], K[a], K[b], cam_to_world[a], cam_to_world[b], idx)]  # type: ignore[index]
+            for t in range(a, b):  # depth moving with the camera is not the scene's
+                if not idx.size:
+                    break
+                idx = idx[~own_at(t)[idx]]
         else:
-            d = depth[a : b + 1]
-            valid = (d > 0).all(0)
+            d = depth[a : b + 1].reshape(W, n)[:, idx]
             logd = np.log(np.where(d > 0, d, 1.0))
-            moving = valid & ((logd.max(0) - logd.min(0)) > 0.01)
-        g = grey[a : b + 1].astype(np.float32)
-        still = (g.max(0) - g.min(0)) < OVERLAY_STILL
-        strong = corners[a : b + 1].min(0) > CORNER_MIN
-        found = still & strong & moving
-        if posed and found.any():  # only then can depth moving with the camera change the share
-            for t in range(a, b):
-                found &= ~own_at(t)
-        worst = max(worst, float(found.mean()))
+            idx = idx[(d > 0).all(0) & ((logd.max(0) - logd.min(0)) > 0.01)]
+        worst = max(worst, idx.size / n)
     return worst
+
+
+def surely_moving_at(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray, pose_b: np.ndarray,
+                     idx: np.ndarray, min_px: float = OVERLAY_MOTION_PX) -> np.ndarray:
+    """:func:`surely_moving` of :func:`predicted_motion` at some pixels only (flat indices into
+    ``depth``; bool per pixel): the motion of their 3x3 neighbourhoods (clamped at the border, as
+    the erosion's replicated border is), not of the whole frame."""
+    from dav_builder.model.metrics import project_points
+
+    h, w = depth.shape
+    y0, x0 = np.divmod(idx, w)
+    ys = np.clip(y0[:, None] + np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1]), 0, h - 1)
+    xs = np.clip(x0[:, None] + np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1]), 0, w - 1)
+    d = depth[ys, xs].astype(np.float64)
+    u, v, z = project_points(xs.astype(np.float64), ys.astype(np.float64), d, K_a, K_b, pose_a, pose_b)
+    with np.errstate(invalid="ignore"):
+        motion = np.hypot(u - xs, v - ys)
+    motion[(d <= 0) | ~(z > 0)] = np.nan
+    return np.nan_to_num(motion, nan=0.0).astype(np.float32).min(axis=1) > min_px
 
 
 #: Relative depth difference above which a pixel disagrees with the other frame in :func:`depth_jump`.

@@ -68,7 +68,7 @@ def _frozen_default() -> CheckConfig:
 
 
 def _overlay_default() -> CheckConfig:
-    return CheckConfig(True, 0.004232)
+    return CheckConfig(True, 0.0002)
 
 
 def _jump_default() -> CheckConfig:
@@ -127,8 +127,9 @@ class ScoringConfig:
     and ``depth_lag`` is the ``pair_votes``-th largest per-pair score, so a defect that lasts a
     few frames of a clip counts while one odd frame does not."""
     pair_side: int = 256
-    """Longer side, in pixels, of the frames for ``lag_pairs`` (smaller frames are used as they
-    are); keeps the checks' pixel scales the same whatever the capture's resolution."""
+    """Longer side, in pixels, of the frames for ``lag_pairs`` and ``static_overlay`` (smaller
+    frames are used as they are); keeps the checks' pixel scales the same whatever the capture's
+    resolution."""
     check_side: int = 128
     """Longer side, in pixels, at which the model-free checks look at frames when the clip carries no
     reduced RGB from the splitter (which is reused as it is, without a second decode)."""
@@ -160,8 +161,13 @@ class ScoringConfig:
     """Clips scored together by the models."""
 
     def uses_pair_frames(self) -> bool:
-        """Whether a check looks at the ``lag_pairs`` frames (so reading should keep them)."""
+        """Whether a check looks at the ``lag_pairs`` frames."""
         return self.lag_pairs > 0 and (self.edge_misalignment.enabled or self.depth_lag.enabled)
+
+    def uses_fine_frames(self) -> bool:
+        """Whether a check looks at frames of ``pair_side`` (so reading should keep them): the
+        ``lag_pairs`` frames, and every frame for ``static_overlay``."""
+        return self.pair_side > 0 and (self.uses_pair_frames() or self.static_overlay.enabled)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ScoringConfig":

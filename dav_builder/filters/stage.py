@@ -60,6 +60,25 @@ class _PairFrames:
     depth_nearest: np.ndarray
 
 
+class _FineFrames:
+    """A clip's RGB frames at up to ``side`` pixels (uint8 h x w x 3) by index: kept from reading
+    (no second decode), or decoded when the clip has none, each frame once."""
+
+    def __init__(self, clip: Clip, side: int):
+        self.clip, self.side = clip, side
+        self.kept = clip.rgb_fine is not None and len(clip.rgb_fine) == clip.num_frames
+        self.decoded: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self.kept:
+            return self.clip.rgb_fine[i]  # type: ignore[index]
+        if i not in self.decoded:
+            _, rgb = decode_levels(self.clip.rgb[i], f"{self.clip.clip_id}#{i}", 0, self.side)
+            assert rgb is not None
+            self.decoded[i] = rgb
+        return self.decoded[i]
+
+
 #: The hand-made checks (no weights).
 MODEL_FREE = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay", "pose_misfit", "depth_jump",
               "motion_mismatch", "unexplained_change")
@@ -229,7 +248,8 @@ class ScoringStage:
         pairs = T > 1
         out: dict[str, float | None] = {}
         paired = cfg.uses_pair_frames() and (pairs or cfg.edge_misalignment.enabled)
-        fine = self._pair_frames(clip, cfg.lag_pairs) if paired else None
+        fine_rgb = _FineFrames(clip, cfg.pair_side or cfg.check_side)
+        fine = self._pair_frames(clip, cfg.lag_pairs, fine_rgb) if paired else None
         if cfg.edge_misalignment.enabled:
             if fine is not None:
                 out["edge_misalignment"] = checks.edge_misalignment(fine.grey, fine.depth_nearest, cfg.pair_votes)
@@ -256,7 +276,7 @@ class ScoringStage:
                 grey[p], grey[c], depth[p], depth[c], None if K is None else np.stack([K[p], K[c]], 1),
                 None if poses is None else np.stack([poses[p], poses[c]], 1), change=change) if pairs else 0.0
         if cfg.static_overlay.enabled:
-            out["static_overlay"] = self._overlay(pos, grey, depth, K, poses) if pairs else 0.0
+            out["static_overlay"] = self._overlay(clip, fine_rgb) if pairs else 0.0
         posed = K is not None and poses is not None and bool(np.isfinite(poses).all())
         if cfg.pose_misfit.enabled:  # frames in clip order: pos is sorted
             out["pose_misfit"] = (checks.pose_misfit(depth, K, poses) if posed else None) if pairs else 0.0
@@ -298,37 +318,26 @@ class ScoringStage:
         poses = None if clip.cam_to_world is None else np.asarray(clip.cam_to_world, np.float64)[pos]
         return K, poses
 
-    @staticmethod
-    def _overlay(pos: list[int], grey: np.ndarray, depth: np.ndarray, K: np.ndarray | None,
-                 poses: np.ndarray | None) -> float:
-        """:func:`checks.static_overlay` over the runs of consecutive frames among ``pos``."""
-        worst, start = 0.0, 0
-        for k in range(1, len(pos) + 1):
-            if k == len(pos) or pos[k] != pos[k - 1] + 1:  # a run of consecutive frames ends
-                run = slice(start, k)
-                if k - start >= 2:
-                    worst = max(worst, checks.static_overlay(grey[run], depth[run], None if K is None else K[run],
-                                                             None if poses is None else poses[run]))
-                start = k
-        return worst
+    def _overlay(self, clip: Clip, fine_rgb: "_FineFrames") -> float:
+        """:func:`checks.static_overlay` on every frame of the clip in colour at up to
+        ``pair_side`` (kept from reading, or decoded once)."""
+        pos = list(range(clip.num_frames))
+        rgb = np.stack([fine_rgb[i] for i in pos])
+        K, poses = self._cameras(clip, pos, rgb.shape[1:3])
+        depth = self._depth_at(clip, pos, rgb.shape[1:3], cv2.INTER_NEAREST)
+        return checks.static_overlay(rgb, depth, K, poses)
 
-    def _pair_frames(self, clip: Clip, n_pairs: int) -> "_PairFrames":
+    def _pair_frames(self, clip: Clip, n_pairs: int, fine_rgb: "_FineFrames") -> "_PairFrames":
         """``n_pairs`` frames t spread over the clip with the two before each (t-1, t-2), at up to
         ``pair_side`` (a lag or a misaligned camera moves edges by a pixel or two, which the
-        splitter's reduced frames blur away): the grey frames kept from reading, or decoded again
-        when the clip has none.  A one-frame clip gives its frame without a pair."""
+        splitter's reduced frames blur away), in grey.  A one-frame clip gives its frame without
+        a pair."""
         T = clip.num_frames
         cur = sorted({int(round(x)) for x in np.linspace(1, T - 1, min(n_pairs, T - 1))}) if T > 1 else [0]
         prev = [max(0, i - 1) for i in cur]
         before = [max(0, i - 2) for i in cur]
-        kept = clip.grey_fine is not None and len(clip.grey_fine) == T
-        grey = {}
-        for i in sorted(set(cur) | set(prev) | set(before)):
-            if kept:  # kept from reading: no second decode
-                g = clip.grey_fine[i]  # type: ignore[index]
-            else:
-                _, g = decode_levels(clip.rgb[i], f"{clip.clip_id}#{i}", 0, self.cfg.pair_side)
-            grey[i] = np.asarray(g, np.float32)
+        grey = {i: cv2.cvtColor(fine_rgb[i], cv2.COLOR_RGB2GRAY).astype(np.float32)
+                for i in sorted(set(cur) | set(prev) | set(before))}
         size = grey[cur[0]].shape
         both = sorted(set(cur) | set(prev))  # mostly the same frames: each resized once
         area = dict(zip(both, self._depth_at(clip, both, size, cv2.INTER_AREA)))

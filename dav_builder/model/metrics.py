@@ -76,8 +76,16 @@ def project(depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray, src_to_worl
     """
     h, w = depth.shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    pix = np.stack([xs, ys, np.ones_like(xs)], 0).reshape(3, -1)
-    cam = np.linalg.inv(K_src) @ pix * depth.reshape(1, -1)
+    return project_points(xs, ys, depth, K_src, K_dst, src_to_world, dst_to_world)
+
+
+def project_points(xs: np.ndarray, ys: np.ndarray, depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray,
+                   src_to_world: np.ndarray, dst_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`project` of the pixels at ``(xs, ys)`` with depth ``depth`` (arrays of one shape):
+    (u, v) and the depth in the destination camera, in that shape."""
+    shape = np.shape(depth)
+    pix = np.stack([np.ravel(xs), np.ravel(ys), np.ones(np.size(depth))], 0)
+    cam = np.linalg.inv(K_src) @ pix * np.reshape(depth, (1, -1))
     world = src_to_world[:3, :3] @ cam + src_to_world[:3, 3:4]
     w2d = np.linalg.inv(dst_to_world)
     dst = w2d[:3, :3] @ world + w2d[:3, 3:4]
@@ -86,7 +94,7 @@ def project(depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray, src_to_worl
     with np.errstate(divide="ignore", invalid="ignore"):
         u = proj[0] / z
         v = proj[1] / z
-    return u.reshape(h, w), v.reshape(h, w), z.reshape(h, w)
+    return u.reshape(shape), v.reshape(shape), z.reshape(shape)
 
 
 def reproject(depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray, src_to_world: np.ndarray,

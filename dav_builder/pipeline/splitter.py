@@ -164,7 +164,7 @@ def read_ahead(cap: Capture, plan: ReadPlan, threads: int, ahead: int | None = N
 def read_plan(cfg: BuildConfig) -> ReadPlan:
     """What to make of each frame while reading it, from the build's configuration."""
     sc = cfg.scoring
-    return ReadPlan(small_side=cfg.split.small_side, fine_side=sc.pair_side if sc.uses_pair_frames() else 0,
+    return ReadPlan(small_side=cfg.split.small_side, fine_side=sc.pair_side if sc.uses_fine_frames() else 0,
                     encode_depth=not bucket_may_resize(cfg.buckets.mode), depth_codec=cfg.shards.depth_codec)
 
 
@@ -258,7 +258,7 @@ class CaptureSplitter:
             K=np.stack([np.asarray(f.info.K, dtype=np.float64) for f in frames]),
             cam_to_world=None if any(p is None for p in poses) else np.stack(poses).astype(np.float64),
             rgb_small=np.stack([f.rgb_small for f in frames]),
-            grey_fine=np.stack([f.grey_fine for f in frames]) if all(f.grey_fine is not None for f in frames) else None,
+            rgb_fine=np.stack([f.rgb_fine for f in frames]) if all(f.rgb_fine is not None for f in frames) else None,
             depth_npy=[f.depth_npy for f in frames] if all(f.depth_npy is not None for f in frames) else None,
         )
         self.seconds["assemble"] += time.perf_counter() - t0

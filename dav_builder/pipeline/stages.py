@@ -115,7 +115,7 @@ def capture_items(ref: CaptureRef, cfg: BuildConfig, skip_ids: frozenset[str] = 
 def unwritable(clip: Clip, text: str) -> None:
     """Turn a loaded clip into an unwritable row (its data dropped) with ``reason``."""
     clip.rgb = []
-    clip.depth = clip.depth_npy = clip.rgb_small = clip.grey_fine = None
+    clip.depth = clip.depth_npy = clip.rgb_small = clip.rgb_fine = None
     clip.keep = False
     clip.reason = f"processing_error: {text}"
     clip.errors = dict(clip.errors, **{text.partition(": ")[0]: text.partition(": ")[2]})
@@ -150,7 +150,7 @@ class ClipProcessor:
                     t1 = time.perf_counter()
                     try:
                         apply_bucket(it.clip, self.cfg.buckets.mode, sizes)
-                        it.clip.rgb_small = it.clip.grey_fine = None  # only the scoring needs them: not shipped to the writer
+                        it.clip.rgb_small = it.clip.rgb_fine = None  # only the scoring needs them: not shipped to the writer
                         pack_depth(it.clip, self.cfg.shards.depth_codec)  # encode depth here, in parallel workers
                     except Exception as exc:
                         self._failed(it.clip, exc, "bucketing")
