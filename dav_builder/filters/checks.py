@@ -21,7 +21,8 @@ another by the camera poses agrees with that frame's depth.
   changes when the image changed a frame before).
 - :func:`frozen_depth`: share of frame pairs whose depth does not change while the RGB does.
 - :func:`static_overlay`: share of the image made of colour corners that stay put while the scene
-  under them moves (predicted from depth and camera poses): a HUD drawn on RGB but not in depth.
+  under them moves (predicted from depth and camera poses): a HUD drawn on RGB but not in depth
+  (on colour frames: a crosshair can have the luminance of the fog behind it).
 - :func:`pose_misfit`: how far depth disagrees with the camera poses between frames far apart in
   the clip (median over the image): depth from a camera offset from the RGB camera, depth a frame
   late, frozen depth, seen through the camera's own motion.

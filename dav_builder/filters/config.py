@@ -68,6 +68,9 @@ def _frozen_default() -> CheckConfig:
 
 
 def _overlay_default() -> CheckConfig:
+    # chosen on the tuning families (seeds 300-323: 0.00014 drops 2 of their 420 clean clips),
+    # raised before any held-back seed was scored so that the demo's clean clips are kept (one
+    # scores 0.000163); docs/benchmarks.md
     return CheckConfig(True, 0.0002)
 
 
