@@ -1,7 +1,7 @@
 """Model-free checks: what real captures get wrong, found without any weights.
 
-Each function takes grey frames (uint8 or float, 0..255) and planar depth at the same size (the
-pose checks: depth, intrinsics and camera poses), and returns a score where 0 means clean and larger means worse; the stage compares it with a
+Each function takes grey frames (uint8 or float, 0..255; :func:`static_overlay` RGB ones) and
+planar depth at the same size (the pose checks: depth, intrinsics and camera poses), and returns a score where 0 means clean and larger means worse; the stage compares it with a
 threshold.  Each docstring says how frames are combined: the maximum where one bad frame or
 window is evidence enough (frozen depth, overlays); where a single frame's fit is noisy (edge
 misalignment, lag), the score that a few frames (``votes``) all reach, so that a defect lasting

@@ -123,7 +123,7 @@ class ScoringConfig:
     """Frames t, spread over the clip, that ``depth_lag`` (with frames t-1 and t-2) and
     ``edge_misalignment`` (frame t) look at with up to ``pair_side`` pixels: a lag or a misaligned
     camera moves edges by a pixel or two, which the reduced frames blur away.  dav-build keeps
-    these grey frames from its one decode; 0 = use the reduced frames only (weaker).  16 looks at
+    these frames (in colour) from its one decode; 0 = use the reduced frames only (weaker).  16 looks at
     every frame t >= 1 of a 16-frame clip and every other one of a 32-frame one."""
     pair_votes: int = 3
     """How many of those pairs must show misalignment or lag: the score of ``edge_misalignment``

@@ -90,7 +90,7 @@ class ReadPlan:
     small_side: int = 128
     """Longer side of the reduced RGB (scene detection, cheap checks)."""
     fine_side: int = 0
-    """Longer side of the grey image kept for the finer checks (0: none)."""
+    """Longer side of the RGB image kept for the finer checks (0: none)."""
     encode_depth: bool = False
     """Encode depth as its shard member in the reading thread (when nothing will resize it)."""
     depth_codec: str = DEFAULT_DEPTH_CODEC
