@@ -970,7 +970,18 @@ def unexplained_change(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses
     """The largest, over consecutive frame pairs of a clip (n frames in order, with intrinsics
     (n, 3, 3) and poses (n, 4, 4)), share of the image that :func:`unexplained_map` finds: content
     that the scene's own motion does not explain although its depth is the scene's.  One pair is
-    evidence enough: content drawn in RGB only for a single frame is found by it."""
-    shares = [float(unexplained_map(grey[i - 1], grey[i], depth[i - 1], depth[i], K[i - 1], K[i],
-                                    poses[i - 1], poses[i]).mean()) for i in range(1, len(grey))]
+    evidence enough: content drawn in RGB only for a single frame is found by it.
+
+    Where the pair's map finds something, pixels whose depth is not the static scene's against
+    the frames on either side (frames t-2 and t+1: :func:`own_depth_map`) are left out too: a
+    first-person weapon drawn with its own depth, carried by the poses into frame t-1, can land on
+    a near object whose depth agrees with its own by chance; carried into other frames it lands
+    elsewhere, where it does not.  Depth of the static scene agrees in every frame."""
+    shares = []
+    for i in range(1, len(grey)):
+        found = unexplained_map(grey[i - 1], grey[i], depth[i - 1], depth[i], K[i - 1], K[i], poses[i - 1], poses[i])
+        for k in (i - 2, i + 1):
+            if found.any() and 0 <= k < len(grey):
+                found &= ~own_depth_map(depth[i], depth[k], K[i], K[k], poses[i], poses[k])
+        shares.append(float(found.mean()))
     return max(shares, default=0.0)
