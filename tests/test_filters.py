@@ -212,10 +212,15 @@ def test_predicted_motion_is_sub_pixel():
 
 
 def test_an_overlay_corner_counts_only_where_its_whole_neighbourhood_moves():
-    motion = np.full((10, 10), 5.0)
-    motion[:, 5:] = 0.5  # the right half barely moves (e.g. the far side of a silhouette)
-    motion[0, 0] = np.nan  # no depth: not moving
-    sure = checks.surely_moving(motion, 1.5)
+    # 0.13 m sideways with fx = 100: a point at 2.6 m moves 5 px, one at 26 m 0.5 px
+    depth = np.full((10, 10), 2.6)
+    depth[:, 5:] = 26.0  # the right half barely moves (e.g. the far side of a silhouette)
+    depth[0, 0] = 0.0  # no depth: not moving
+    K = np.array([[100.0, 0, 5], [0, 100.0, 5], [0, 0, 1]])
+    b = np.eye(4)
+    b[0, 3] = 0.13
+    np.testing.assert_allclose(checks.predicted_motion(depth, K, K, np.eye(4), b)[1:, :5], 5.0, rtol=1e-9)
+    sure = checks.surely_moving(depth, K, K, np.eye(4), b, np.arange(100), 1.5).reshape(10, 10)
     assert sure[2:, :4].all() and sure[0, 2:4].all() and not sure[:, 4:].any() and not sure[:2, :2].any()
 
 

@@ -422,29 +422,38 @@ OVERLAY_BORDER = 2
 
 
 def predicted_motion(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray,
-                     pose_b: np.ndarray) -> np.ndarray:
-    """Pixels (h, w, sub-pixel) each scene point of frame a moves by in frame b, from depth,
-    intrinsics and camera poses (a static scene); NaN where there is no depth or the point goes
-    behind the camera."""
-    from dav_builder.model.metrics import project
+                     pose_b: np.ndarray, ys: np.ndarray | None = None, xs: np.ndarray | None = None) -> np.ndarray:
+    """Pixels (sub-pixel) each scene point of frame a moves by in frame b, from depth, intrinsics
+    and camera poses (a static scene), at the pixels ``(ys, xs)`` (integer arrays of one shape;
+    every pixel of the frame, h x w, when not given); NaN where there is no depth or the point
+    goes behind the camera."""
+    from dav_builder.model.metrics import project_points
 
-    h, w = depth.shape
-    u, v, z = project(depth.astype(np.float64), K_a, K_b, pose_a, pose_b)
-    ys, xs = _pixel_grid(h, w, "int64")
+    if ys is None or xs is None:
+        ys, xs = _pixel_grid(*depth.shape, "int64")
+    d = depth[ys, xs].astype(np.float64)
+    u, v, z = project_points(xs.astype(np.float64), ys.astype(np.float64), d, K_a, K_b, pose_a, pose_b)
     with np.errstate(invalid="ignore"):
         motion = np.hypot(u - xs, v - ys)
-    motion[(depth <= 0) | ~(z > 0)] = np.nan
+    motion[(d <= 0) | ~(z > 0)] = np.nan
     return motion
 
 
-def surely_moving(motion: np.ndarray, min_px: float = OVERLAY_MOTION_PX) -> np.ndarray:
-    """Pixels whose whole 3x3 neighbourhood is predicted to move by more than ``min_px``.
+def surely_moving(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray, pose_b: np.ndarray,
+                  idx: np.ndarray, min_px: float = OVERLAY_MOTION_PX) -> np.ndarray:
+    """Whether the whole 3x3 neighbourhood of each pixel ``idx`` (flat indices into ``depth``;
+    clamped at the border) is predicted to move by more than ``min_px`` (:func:`predicted_motion`;
+    no depth counts as not moving).  Only at those pixels, not over the whole frame.
 
     The neighbourhood matters: at a silhouette the depth sample can belong to the other side of
     the boundary than the colour corner, and would predict motion for a corner that does not move.
     """
-    m = np.nan_to_num(motion, nan=0.0).astype(np.float32)
-    return cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > min_px
+    h, w = depth.shape
+    y0, x0 = np.divmod(idx, w)
+    ys = np.clip(y0[:, None] + np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1]), 0, h - 1)
+    xs = np.clip(x0[:, None] + np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1]), 0, w - 1)
+    motion = predicted_motion(depth, K_a, K_b, pose_a, pose_b, ys, xs)
+    return np.nan_to_num(motion, nan=0.0).astype(np.float32).min(axis=1) > min_px
 
 
 def _channel_max(x: np.ndarray) -> np.ndarray:
@@ -463,10 +472,8 @@ def colour_corners(frame: np.ndarray) -> np.ndarray:
     f = np.asarray(frame, np.float32)
     if f.ndim == 2:
         return cv2.cornerMinEigenVal(f, 3, 3)
-    out = cv2.cornerMinEigenVal(np.ascontiguousarray(f[..., 0]), 3, 3)
-    for c in range(1, f.shape[2]):
-        out = np.maximum(out, cv2.cornerMinEigenVal(np.ascontiguousarray(f[..., c]), 3, 3))
-    return out
+    return _channel_max(np.dstack([cv2.cornerMinEigenVal(np.ascontiguousarray(f[..., c]), 3, 3)
+                                   for c in range(f.shape[2])]))
 
 
 def static_overlay(frames: np.ndarray, depth: np.ndarray, K: np.ndarray | None, cam_to_world: np.ndarray | None) -> float:
@@ -537,7 +544,7 @@ def static_overlay(frames: np.ndarray, depth: np.ndarray, K: np.ndarray | None, 
         if not idx.size:
             continue
         if posed:
-            idx = idx[surely_moving_at(depth[a], K[a], K[b], cam_to_world[a], cam_to_world[b], idx)]  # type: ignore[index]
+            idx = idx[surely_moving(depth[a], K[a], K[b], cam_to_world[a], cam_to_world[b], idx)]  # type: ignore[index]
             for t in range(a, b):  # depth moving with the camera is not the scene's
                 if not idx.size:
                     break
@@ -548,25 +555,6 @@ def static_overlay(frames: np.ndarray, depth: np.ndarray, K: np.ndarray | None, 
             idx = idx[(d > 0).all(0) & ((logd.max(0) - logd.min(0)) > 0.01)]
         worst = max(worst, idx.size / n)
     return worst
-
-
-def surely_moving_at(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray, pose_b: np.ndarray,
-                     idx: np.ndarray, min_px: float = OVERLAY_MOTION_PX) -> np.ndarray:
-    """:func:`surely_moving` of :func:`predicted_motion` at some pixels only (flat indices into
-    ``depth``; bool per pixel): the motion of their 3x3 neighbourhoods (clamped at the border, as
-    the erosion's replicated border is), not of the whole frame."""
-    from dav_builder.model.metrics import project_points
-
-    h, w = depth.shape
-    y0, x0 = np.divmod(idx, w)
-    ys = np.clip(y0[:, None] + np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1]), 0, h - 1)
-    xs = np.clip(x0[:, None] + np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1]), 0, w - 1)
-    d = depth[ys, xs].astype(np.float64)
-    u, v, z = project_points(xs.astype(np.float64), ys.astype(np.float64), d, K_a, K_b, pose_a, pose_b)
-    with np.errstate(invalid="ignore"):
-        motion = np.hypot(u - xs, v - ys)
-    motion[(d <= 0) | ~(z > 0)] = np.nan
-    return np.nan_to_num(motion, nan=0.0).astype(np.float32).min(axis=1) > min_px
 
 
 #: Relative depth difference above which a pixel disagrees with the other frame in :func:`depth_jump`.
