@@ -71,7 +71,7 @@ BLOCKED_SHARE = 0.5
 FLOORS = {"pose_misfit": 0.005}
 
 TUNE_FAMILIES = "classic,haze_town,checker_rooms,fps_arena"
-HOLDOUT_FAMILIES = "fog_fields,tiled_maze"
+HOLDOUT_FAMILIES = "fog_fields,tiled_maze,cloud_hills"
 TUNE_VARIANTS = "lag1,shift,eye,full,statusbar,crosshair,held,rifle,rear,topdown"
 HOLDOUT_VARIANTS = "all"
 

@@ -611,7 +611,8 @@ def test_the_stage_scores_the_pose_checks_and_leaves_them_null_without_poses():
     wrong = stage._checks(clip(other, poses))
     assert right["pose_misfit"] < stage.cfg.pose_misfit.threshold < wrong["pose_misfit"]
     unposed = stage._checks(clip(other, None))
-    assert unposed["pose_misfit"] is None and unposed["depth_jump"] is None
+    assert unposed["pose_misfit"] is None and unposed["depth_jump"] is None and unposed["depthless_content"] is None
+    assert right["depthless_content"] == 0.0  # depth everywhere
     assert decide(dict(unposed, depth_score=None, semantic_score=None), stage.cfg)[1] != "pose_misfit"
 
 
@@ -750,3 +751,57 @@ def test_frozen_depth_is_not_a_camera_running_over_open_ground():
     grey = np.stack([np.random.default_rng(t).uniform(0, 255, (h, w)).astype(np.float32) for t in range(n)])
     Kp, Pp = np.stack([K[:-1], K[1:]], 1), np.stack([poses[:-1], poses[1:]], 1)
     assert checks.frozen_depth(grey[:-1], grey[1:], depth[:-1], depth[1:], Kp, Pp) == 0.0
+
+
+def turn_and_slide(n: int = 6, h: int = 72, w: int = 128, slide: float = 0.25):
+    """A camera turning 1 degree a frame and sliding ``slide`` metres a frame sideways (OpenCV axes) before a
+    textured wall 5 m away filling the lower half of the view, under a textured sky at infinity
+    (a function of the viewing direction only, as a game's skybox or clouds are): grey frames,
+    planar depth (0 = sky), K and poses."""
+    K = np.array([[100.0, 0, w / 2], [0, 100.0, h / 2], [0, 0, 1]])
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.linalg.inv(K) @ np.stack([xs, ys, np.ones_like(xs)]).reshape(3, -1)
+    grey, depth, poses = [], [], []
+    for t in range(n):
+        a = np.radians(1.0 * t)
+        pose = np.eye(4)
+        pose[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+        pose[0, 3] = slide * t
+        d = pose[:3, :3] @ rays
+        az, el = np.arctan2(d[0], d[2]), np.arctan2(d[1], np.hypot(d[0], d[2]))
+        sky = 128 + 60 * np.sin(40 * az) * np.cos(30 * el) + 40 * np.sin(17 * az + 23 * el)
+        s = (5.0 - pose[2, 3]) / d[2]  # the wall z = 5 (world)
+        X = pose[:3, 3, None] + s * d
+        wall = 128 + 80 * np.sin(8 * X[0]) * np.cos(8 * X[1])
+        lower = (ys.ravel() >= h // 2)
+        grey.append(np.where(lower, wall, sky).reshape(h, w))
+        depth.append(np.where(lower, s * (rays[2]), 0.0).reshape(h, w))  # planar: distance along the optical axis
+        poses.append(pose)
+    return (np.clip(np.stack(grey), 0, 255).astype(np.uint8), np.stack(depth).astype(np.float32),
+            np.stack([K] * n), np.stack(poses))
+
+
+def test_depthless_content_sees_image_content_without_depth_but_not_a_textured_sky():
+    grey, depth, K, poses = turn_and_slide()
+    threshold = ScoringConfig().depthless_content.threshold
+    # a correct capture: the textured sky has no depth, but moves as something infinitely far does
+    assert checks.depthless_content(grey, depth > 0, K, poses) <= threshold / 10
+    # depth from another view (a shadow map): most of the wall has no depth under it
+    shadow = np.zeros_like(depth)
+    shadow[:, 50:60, 60:70] = 20.0
+    assert checks.depthless_content(grey, shadow > 0, K, poses) > 0.03
+    # two such frames in the clip are enough
+    two = depth.copy()
+    two[3:5] = shadow[3:5]
+    assert checks.depthless_content(grey, two > 0, K, poses) > 0.03
+    # a HUD over the sky stays put while the camera turns: not the sky
+    hud = grey.copy()
+    rng = np.random.default_rng(3)
+    hud[:, 5:15, 10:50] = rng.integers(0, 255, (10, 40))
+    assert checks.depthless_content(hud, depth > 0, K, poses) > threshold
+    # an untextured sky says nothing, whatever the depth
+    plain = np.where(depth > 0, grey, 200).astype(np.uint8)
+    assert checks.depthless_content(plain, depth > 0, K, poses) <= threshold / 10
+    # a camera that only turns: the wall moves as the sky does, and cannot be told from it
+    g2, d2, K2, turning = turn_and_slide(slide=0.0)
+    assert checks.depthless_content(g2, shadow > 0, K2, turning) <= threshold / 10

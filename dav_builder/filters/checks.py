@@ -31,6 +31,9 @@ another by the camera poses agrees with that frame's depth.
   (the first or last frames of a defect, which the checks above need several frames to see), a
   cut missed inside a clip, a pose glitch; or a run of up to a few pairs that does (a wrong depth
   buffer for 1 to 4 frames).
+- :func:`depthless_content`: share of the image made of content (edges, texture) where the depth
+  buffer has nothing and which does not move like the sky (depth from another view, from an
+  offset camera whose sky reaches over near objects, a HUD over the sky).
 - :func:`motion_mismatch`: share of the image whose content stays put from one frame to the next
   while its depth, carried by the poses, says it moves: content drawn in RGB without depth of its
   own (a first-person weapon drawn in a pass that skips the depth buffer, a HUD, subtitles).
@@ -554,6 +557,78 @@ def static_overlay(frames: np.ndarray, depth: np.ndarray, K: np.ndarray | None, 
             logd = np.log(np.where(d > 0, d, 1.0))
             idx = idx[(d > 0).all(0) & ((logd.max(0) - logd.min(0)) > 0.01)]
         worst = max(worst, idx.size / n)
+    return worst
+
+
+#: Grey-level range over a (2 * :data:`VOID_MARGIN` + 1)-pixel window above which a pixel is image
+#: content (an edge, a texture) in :func:`depthless_content`, not smooth sky or fog.
+VOID_CONTENT_RANGE = 8
+#: Pixels within this many pixels of any depth are left out of :func:`depthless_content`: an
+#: object's silhouette against the sky mixes both, and anti-aliasing spreads it by a pixel.
+VOID_MARGIN = 2
+#: Grey-level difference between a frame and its neighbour carried as if infinitely far (the
+#: smallest within :data:`VOID_SLACK` pixels), above which content without depth does not move like
+#: the sky in :func:`depthless_content`.
+VOID_SKY_ERROR = 12
+#: Pixels of slack in that comparison: thin cloud detail near the horizon, sampled without
+#: anti-aliasing, changes by a pixel or so under a zoom.
+VOID_SLACK = 2
+
+
+def depthless_content(grey: np.ndarray, valid: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray) -> float:
+    """Largest share, over the frames, of the image made of content (edges, texture) where the depth
+    buffer has nothing, that does not move like the sky.
+
+    ``grey`` is uint8 (T, h, w); ``valid`` (T, h, w) says where a frame has any depth (a pixel of
+    a reduced frame is valid when any capture pixel under it is); ``K`` (T, 3, 3) at this size and
+    ``cam_to_world`` (T, 4, 4).  Pixels count that are at least :data:`VOID_MARGIN` pixels from
+    any depth, whose grey levels span more than :data:`VOID_CONTENT_RANGE` over that window, and
+    that the neighbouring frame (t-1; frame 1 for frame 0) carried into this one as if infinitely
+    far (the homography ``K_t R K_n^-1`` of the camera's rotation and zoom) does not explain within
+    :data:`VOID_SKY_ERROR` grey levels (and :data:`VOID_SLACK` pixels), where that frame has no
+    depth either (a near object crosses the sky by its parallax, not as the sky moves).
+
+    What it finds: depth from another view altogether (the light's shadow map, a rear or top-down
+    camera), where most of the image has no depth under it; depth from an offset camera, whose
+    sky reaches over the edges of near objects; a HUD or subtitles over the sky.  Why the sky
+    test: a game's sky (clouds, a skybox's mountains) has no depth and may have texture, but it
+    is infinitely far, so it moves with the camera's rotation and zoom only; content with parallax
+    (a floor, a wall) or none at all while the camera turns (a HUD) does not.  A camera that only
+    turns cannot tell the two apart, and such content is not counted; nor is a wrong buffer of a
+    single frame between two right ones (its neighbours have depth where it has none).
+    """
+    T, h, w = grey.shape
+    if T < 2:
+        return 0.0
+    window = np.ones((2 * VOID_MARGIN + 1,) * 2, np.uint8)
+    voids: dict[int, np.ndarray] = {}
+
+    def void_at(i: int) -> np.ndarray:
+        if i not in voids:
+            voids[i] = cv2.erode((~valid[i]).astype(np.uint8), window)
+        return voids[i]
+
+    worst = 0.0
+    for t in range(T):
+        void = void_at(t)
+        if not void.any():
+            continue
+        g = grey[t]
+        content = void.astype(bool) & (cv2.subtract(cv2.dilate(g, window), cv2.erode(g, window)) > VOID_CONTENT_RANGE)
+        if not content.any():
+            continue
+        n = t - 1 if t else 1
+        A, _ = _camera_map(K[n], K[t], cam_to_world[n], cam_to_world[t])
+        H = A.astype(np.float64)
+        # only where the neighbour has no depth either: sky in both frames (a near object moves
+        # across the sky by its parallax, and would not be where the sky's motion puts it)
+        both = cv2.warpPerspective(void_at(n), H, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+        content &= both > 0
+        if not content.any():
+            continue
+        carried = cv2.warpPerspective(grey[n], H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        error = cv2.erode(cv2.absdiff(carried, g), np.ones((2 * VOID_SLACK + 1,) * 2, np.uint8))
+        worst = max(worst, float((content & (error > VOID_SKY_ERROR)).mean()))
     return worst
 
 

@@ -92,6 +92,12 @@ def _unexplained_default() -> CheckConfig:
     return CheckConfig(True, 0.006836)
 
 
+def _depthless_default() -> CheckConfig:
+    # no clean clip of the tuning families (seeds 300-323, 420 clips) scores above 0; 0.0005 (18
+    # pixels of a 256 x 144 frame) leaves room for resampling and anti-aliasing: docs/benchmarks.md
+    return CheckConfig(True, 0.0005)
+
+
 @dataclass
 class LearnedCheckConfig:
     """The learned check (:mod:`dav_builder.filters.learned`): a tiny network's per-frame
@@ -130,7 +136,8 @@ class ScoringConfig:
     and ``depth_lag`` is the ``pair_votes``-th largest per-pair score, so a defect that lasts a
     few frames of a clip counts while one odd frame does not."""
     pair_side: int = 256
-    """Longer side, in pixels, of the frames for ``lag_pairs`` and ``static_overlay`` (smaller
+    """Longer side, in pixels, of the frames for ``lag_pairs``, ``static_overlay`` and
+    ``depthless_content`` (smaller
     frames are used as they are); keeps the checks' pixel scales the same whatever the capture's
     resolution."""
     check_side: int = 128
@@ -158,6 +165,9 @@ class ScoringConfig:
     unexplained_change: CheckConfig = field(default_factory=_unexplained_default)
     """Share of the image whose content is not the previous frame's scene moved by depth and poses
     although the depth there is the scene's (RGB-only content for a frame or a few; needs poses)."""
+    depthless_content: CheckConfig = field(default_factory=_depthless_default)
+    """Share of the image made of content where the depth buffer has nothing, that does not move
+    like the sky (depth from another view or an offset camera, a HUD over the sky; needs poses)."""
     learned_defect: LearnedCheckConfig = field(default_factory=LearnedCheckConfig)
     """A tiny network trained on the engine's renders with planted defects (per-frame evidence)."""
     batch_size: int = 4
@@ -169,8 +179,9 @@ class ScoringConfig:
 
     def uses_fine_frames(self) -> bool:
         """Whether a check looks at frames of ``pair_side`` (so reading should keep them): the
-        ``lag_pairs`` frames, and every frame for ``static_overlay``."""
-        return self.pair_side > 0 and (self.uses_pair_frames() or self.static_overlay.enabled)
+        ``lag_pairs`` frames, and every frame for ``static_overlay`` and ``depthless_content``."""
+        return self.pair_side > 0 and (self.uses_pair_frames() or self.static_overlay.enabled
+                                       or self.depthless_content.enabled)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ScoringConfig":

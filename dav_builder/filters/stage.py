@@ -16,6 +16,7 @@ Scores (all stored in the manifest and each clip's json, kept or dropped):
 ``depth_jump``       (null without camera poses)                                     lower
 ``motion_mismatch``  (null without camera poses)                                     lower
 ``unexplained_change`` (null without camera poses)                                   lower
+``depthless_content`` (null without camera poses)                                    lower
 ``learned_defect``   see :mod:`dav_builder.filters.learned` (null when off)          lower
 ==================== ============================================================ ==========
 
@@ -81,7 +82,7 @@ class _FineFrames:
 
 #: The hand-made checks (no weights).
 MODEL_FREE = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay", "pose_misfit", "depth_jump",
-              "motion_mismatch", "unexplained_change")
+              "motion_mismatch", "unexplained_change", "depthless_content")
 CHECKS = MODEL_FREE + ("learned_defect",)
 SCORE_NAMES = ("depth_score", "semantic_score") + CHECKS
 
@@ -277,6 +278,8 @@ class ScoringStage:
                 None if poses is None else np.stack([poses[p], poses[c]], 1), change=change) if pairs else 0.0
         if cfg.static_overlay.enabled:
             out["static_overlay"] = self._overlay(clip, fine_rgb) if pairs else 0.0
+        if cfg.depthless_content.enabled:
+            out["depthless_content"] = self._depthless(clip, fine_rgb) if pairs else 0.0
         posed = K is not None and poses is not None and bool(np.isfinite(poses).all())
         if cfg.pose_misfit.enabled:  # frames in clip order: pos is sorted
             out["pose_misfit"] = (checks.pose_misfit(depth, K, poses) if posed else None) if pairs else 0.0
@@ -326,6 +329,27 @@ class ScoringStage:
         K, poses = self._cameras(clip, pos, rgb.shape[1:3])
         depth = self._depth_at(clip, pos, rgb.shape[1:3], cv2.INTER_NEAREST)
         return checks.static_overlay(rgb, depth, K, poses)
+
+    def _depthless(self, clip: Clip, fine_rgb: "_FineFrames") -> float | None:
+        """:func:`checks.depthless_content` on every frame of the clip in grey at up to
+        ``pair_side`` (None without camera poses)."""
+        pos = list(range(clip.num_frames))
+        grey = np.stack([cv2.cvtColor(fine_rgb[i], cv2.COLOR_RGB2GRAY) for i in pos])
+        K, poses = self._cameras(clip, pos, grey.shape[1:])
+        if K is None or poses is None or not bool(np.isfinite(poses).all()):
+            return None
+        return checks.depthless_content(grey, self._valid_at(clip, pos, grey.shape[1:]), K, poses)
+
+    @staticmethod
+    def _valid_at(clip: Clip, positions: list[int], size: tuple[int, int]) -> np.ndarray:
+        """Where each frame has depth, at ``size`` (h, w): a pixel is valid when any capture pixel
+        under it is (thin structures with depth, a pole against the sky, survive the reduction)."""
+        assert clip.depth is not None
+        h, w = size
+        if (h, w) == clip.depth.shape[1:]:
+            return clip.depth[positions] > 0
+        return np.stack([cv2.resize((clip.depth[i] > 0).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0
+                         for i in positions])
 
     def _pair_frames(self, clip: Clip, n_pairs: int, fine_rgb: "_FineFrames") -> "_PairFrames":
         """``n_pairs`` frames t spread over the clip with the two before each (t-1, t-2), at up to

@@ -109,6 +109,31 @@ def sky(height: int, width: int, level: float) -> np.ndarray:
     return np.broadcast_to((top * (1 - a) + bottom * a) * level, (height, width, 3)).astype(np.uint8)
 
 
+def cloudy_sky(base: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray, seed: int) -> np.ndarray:
+    """``base`` (the clear sky, h x w x 3) with a layer of clouds at infinity: each pixel's cover
+    depends on its viewing direction only (world z up), as a game's skybox does, so the clouds
+    move when the camera turns or zooms and not when it travels.  The cover is a sum of waves
+    over the point where the ray would meet a plane above (its slope), thresholded into soft-edged
+    clouds that fade out towards the horizon."""
+    h, w = base.shape[:2]
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.linalg.inv(K) @ np.stack([xs.ravel(), ys.ravel(), np.ones(h * w)])
+    d = cam_to_world[:3, :3] @ rays
+    up = d[2] / np.linalg.norm(d, axis=0)
+    lift = np.maximum(d[2], 1e-3)
+    u, v = d[0] / lift, d[1] / lift
+    cover = np.zeros(h * w)
+    for k in range(5):
+        f = 1.2 * 1.7 ** k
+        a = rng.uniform(0, 2 * np.pi)
+        cover += np.sin(f * (np.cos(a) * u + np.sin(a) * v) + rng.uniform(0, 2 * np.pi)) / 1.6 ** k
+    alpha = np.clip((cover - 0.2) * 2.5, 0.0, 0.9) * np.clip(up / 0.15, 0.0, 1.0)
+    white = np.array([245.0, 245.0, 250.0])
+    out = base.reshape(-1, 3).astype(np.float64) * (1 - alpha[:, None]) + white * alpha[:, None]
+    return out.reshape(h, w, 3).astype(np.uint8)
+
+
 def draw_hud(rgb: np.ndarray, frame: int) -> np.ndarray:
     """A game HUD: health bar, minimap, crosshair and a counter, drawn on RGB only."""
     return overlays.draw_hud(rgb, frame, "full")
@@ -212,7 +237,10 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
             rgb, depth = backend.render(eye, target, light)
             if layouts[shot.layout].sky:
                 nothing = depth >= 1.0
-                rgb[nothing] = sky(cfg.height, cfg.width, shot.light_level)[nothing]
+                clear = sky(cfg.height, cfg.width, shot.light_level)
+                if style.clouds is not None:
+                    clear = cloudy_sky(clear, backend.K, cam_to_world(eye, target), style.clouds)
+                rgb[nothing] = clear[nothing]
             if style.fog is not None:
                 metres = to_planar_metres(depth, "gl", near=cfg.near, far=cfg.far, invalid=[1.0])
                 metres = np.where(metres > 0, metres, cfg.far)  # the sky is as hazy as the far plane

@@ -31,6 +31,8 @@ class Family:
     """Share of shots with a first-person weapon drawn in RGB *and* depth (a correct capture)."""
     cameras: tuple[str, ...] = ("normal",)
     """Camera styles drawn per shot (:data:`CAMERAS`)."""
+    clouds: bool = False
+    """Outdoor shots have clouds in the sky (at infinity, without depth, as a game's skybox)."""
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -40,6 +42,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("fps_arena", fog=(200.0, 400.0), weapon=0.8, cameras=("normal", "fast", "zoom")),
     Family("fog_fields", fog=(25.0, 60.0), open_ground=True, weapon=0.3, cameras=("normal", "drone", "zoom", "fast")),
     Family("tiled_maze", fog=(60.0, 120.0), periodic=True, weapon=0.5, cameras=("fast", "zoom", "normal")),
+    Family("cloud_hills", clouds=True, weapon=0.5, cameras=("normal", "fast", "drone", "zoom")),
 )}
 
 
@@ -56,6 +59,8 @@ class ShotStyle:
     """A weapon drawn in RGB and depth (None = none)."""
     zoom: tuple[float, float, float, float] | None = None
     """Vertical field of view from, to (degrees), and when the zoom starts and ends (seconds into the shot)."""
+    clouds: int | None = None
+    """Seed of the cloud layer in the sky (None = a clear sky)."""
 
     def fov(self, t: float, base: float) -> float:
         if self.zoom is None:
@@ -78,6 +83,8 @@ def style_shot(family: Family, layout: str, trajectory: Trajectory, duration: fl
         style.fog = float(rng.uniform(*family.fog))
     if rng.random() < family.weapon:
         style.weapon = str(rng.choice(["rifle", "pistol"]))
+    if family.clouds and layout == "outdoor":
+        style.clouds = int(rng.integers(1 << 30))
     # fast and drone cameras keep to open space, as a game's collision keeps them: a camera that
     # flies through a building is an engine artefact, not a capture to filter
     if camera == "fast" and layout == "outdoor":  # a fast vehicle down the road, panning
