@@ -238,10 +238,13 @@ def test_depth_is_encoded_while_reading_only_when_buckets_keep_the_size():
 
     assert read_plan(load_config()).encode_depth
     assert not read_plan(load_config(overrides={"buckets": {"mode": "resize", "sizes": [[64, 96]]}})).encode_depth
-    # the fine frames are kept while a check looks at them: the lag pairs, or static_overlay
-    off = {"scoring": {"lag_pairs": 0, "static_overlay": {"enabled": False}}}
+    # the fine frames are kept while a check looks at them: the lag pairs, static_overlay or
+    # depthless_content
+    off = {"scoring": {"lag_pairs": 0, "static_overlay": {"enabled": False}, "depthless_content": {"enabled": False}}}
     assert read_plan(load_config()).fine_side == 256 and read_plan(load_config(overrides=off)).fine_side == 0
     assert read_plan(load_config(overrides={"scoring": {"lag_pairs": 0}})).fine_side == 256
+    only_depthless = {"scoring": {"lag_pairs": 0, "static_overlay": {"enabled": False}}}
+    assert read_plan(load_config(overrides=only_depthless)).fine_side == 256
 
 
 def test_rebuild_gives_byte_identical_shards_card_and_lists(captures, tmp_path):

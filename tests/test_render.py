@@ -224,3 +224,23 @@ def test_defect_variants_are_planted_and_described(tmp_path):
     with pytest.raises(ValueError, match="unknown defect variant"):
         parse_variants("bazooka")
     assert parse_variants("all") == VARIANTS
+
+
+def test_clouds_lie_at_infinity_moving_when_the_camera_turns_not_when_it_travels(tmp_path):
+    from dav_builder.render.engine import cloudy_sky, sky
+    from dav_builder.render.trajectory import cam_to_world
+
+    K = np.array([[80.0, 0, 64], [0, 80.0, 36], [0, 0, 1]])
+    base = sky(72, 128, 1.0)
+    eye, look_up = np.array([0.0, 0.0, 2.0]), np.array([10.0, 0.0, 6.0])
+    a = cloudy_sky(base, K, cam_to_world(eye, eye + look_up), seed=5)
+    assert (np.abs(a.astype(int) - base).max(-1) > 40).mean() > 0.1  # clouds cover part of the sky
+    # travelling 50 m leaves every pixel's cloud cover as it was; turning moves it
+    moved = eye + np.array([30.0, 40.0, 0.0])
+    assert np.array_equal(cloudy_sky(base, K, cam_to_world(moved, moved + look_up), seed=5), a)
+    turned = np.array([10.0, 1.0, 6.0])
+    assert (cloudy_sky(base, K, cam_to_world(eye, eye + turned), seed=5) != a).mean() > 0.1
+    # a family with clouds records the layer's seed for its outdoor shots
+    cfg = RenderConfig(scenes=1, frames=40, width=64, height=36, seed=3, families=("cloud_hills",))
+    shots = json.loads((render_captures(tmp_path, cfg, progress=False)[0] / "shots.json").read_text())
+    assert shots[0]["layout"] == "outdoor" and shots[0]["clouds"] is not None
