@@ -575,12 +575,14 @@ VOID_SKY_ERROR = 12
 VOID_SLACK = 2
 
 
-def depthless_content(grey: np.ndarray, valid: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray) -> float:
+def depthless_content(frames: "np.ndarray | list[np.ndarray]", valid: np.ndarray, K: np.ndarray,
+                      cam_to_world: np.ndarray) -> float:
     """Largest share, over the frames, of the image made of content (edges, texture) where the depth
     buffer has nothing, that does not move like the sky.
 
-    ``grey`` is uint8 (T, h, w); ``valid`` (T, h, w) says where a frame has any depth (a pixel of
-    a reduced frame is valid when any capture pixel under it is); ``K`` (T, 3, 3) at this size and
+    ``frames`` are uint8, grey (h, w) or RGB (h, w, 3), T of them (made grey only where needed);
+    ``valid`` (T, h, w) says where a frame has any depth (a pixel of a reduced frame is valid when
+    any capture pixel under it is); ``K`` (T, 3, 3) at this size and
     ``cam_to_world`` (T, 4, 4).  Pixels count that are at least :data:`VOID_MARGIN` pixels from
     any depth, whose grey levels span more than :data:`VOID_CONTENT_RANGE` over that window, and
     that the neighbouring frame (t-1; frame 1 for frame 0) carried into this one as if infinitely
@@ -597,11 +599,18 @@ def depthless_content(grey: np.ndarray, valid: np.ndarray, K: np.ndarray, cam_to
     turns cannot tell the two apart, and such content is not counted; nor is a wrong buffer of a
     single frame between two right ones (its neighbours have depth where it has none).
     """
-    T, h, w = grey.shape
+    T, h, w = valid.shape
     if T < 2:
         return 0.0
     window = np.ones((2 * VOID_MARGIN + 1,) * 2, np.uint8)
     voids: dict[int, np.ndarray] = {}
+    greys: dict[int, np.ndarray] = {}
+
+    def grey_at(i: int) -> np.ndarray:
+        if i not in greys:
+            f = frames[i]
+            greys[i] = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if f.ndim == 3 else f
+        return greys[i]
 
     def void_at(i: int) -> np.ndarray:
         if i not in voids:
@@ -613,7 +622,7 @@ def depthless_content(grey: np.ndarray, valid: np.ndarray, K: np.ndarray, cam_to
         void = void_at(t)
         if not void.any():
             continue
-        g = grey[t]
+        g = grey_at(t)
         content = void.astype(bool) & (cv2.subtract(cv2.dilate(g, window), cv2.erode(g, window)) > VOID_CONTENT_RANGE)
         if not content.any():
             continue
@@ -626,7 +635,7 @@ def depthless_content(grey: np.ndarray, valid: np.ndarray, K: np.ndarray, cam_to
         content &= both > 0
         if not content.any():
             continue
-        carried = cv2.warpPerspective(grey[n], H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        carried = cv2.warpPerspective(grey_at(n), H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         error = cv2.erode(cv2.absdiff(carried, g), np.ones((2 * VOID_SLACK + 1,) * 2, np.uint8))
         worst = max(worst, float((content & (error > VOID_SKY_ERROR)).mean()))
     return worst

@@ -276,10 +276,12 @@ class ScoringStage:
             out["frozen_depth"] = checks.frozen_depth(
                 grey[p], grey[c], depth[p], depth[c], None if K is None else np.stack([K[p], K[c]], 1),
                 None if poses is None else np.stack([poses[p], poses[c]], 1), change=change) if pairs else 0.0
+        if pairs and (cfg.static_overlay.enabled or cfg.depthless_content.enabled):  # every frame, fine
+            fine_depth = self._depth_at(clip, list(range(T)), fine_rgb[0].shape[:2], cv2.INTER_NEAREST)
         if cfg.static_overlay.enabled:
-            out["static_overlay"] = self._overlay(clip, fine_rgb) if pairs else 0.0
+            out["static_overlay"] = self._overlay(clip, fine_rgb, fine_depth) if pairs else 0.0
         if cfg.depthless_content.enabled:
-            out["depthless_content"] = self._depthless(clip, fine_rgb) if pairs else 0.0
+            out["depthless_content"] = self._depthless(clip, fine_rgb, fine_depth) if pairs else 0.0
         posed = K is not None and poses is not None and bool(np.isfinite(poses).all())
         if cfg.pose_misfit.enabled:  # frames in clip order: pos is sorted
             out["pose_misfit"] = (checks.pose_misfit(depth, K, poses) if posed else None) if pairs else 0.0
@@ -321,43 +323,41 @@ class ScoringStage:
         poses = None if clip.cam_to_world is None else np.asarray(clip.cam_to_world, np.float64)[pos]
         return K, poses
 
-    def _overlay(self, clip: Clip, fine_rgb: "_FineFrames") -> float:
+    def _overlay(self, clip: Clip, fine_rgb: "_FineFrames", depth: np.ndarray) -> float:
         """:func:`checks.static_overlay` on every frame of the clip in colour at up to
-        ``pair_side`` (kept from reading, or decoded once)."""
+        ``pair_side`` (kept from reading, or decoded once), with ``depth`` nearest-sampled to it."""
         pos = list(range(clip.num_frames))
         rgb = np.stack([fine_rgb[i] for i in pos])
         K, poses = self._cameras(clip, pos, rgb.shape[1:3])
-        depth = self._depth_at(clip, pos, rgb.shape[1:3], cv2.INTER_NEAREST)
         return checks.static_overlay(rgb, depth, K, poses)
 
-    def _depthless(self, clip: Clip, fine_rgb: "_FineFrames") -> float | None:
-        """:func:`checks.depthless_content` on every frame of the clip in grey at up to
-        ``pair_side`` (None without camera poses)."""
+    def _depthless(self, clip: Clip, fine_rgb: "_FineFrames", depth: np.ndarray) -> float | None:
+        """:func:`checks.depthless_content` on every frame of the clip at up to ``pair_side``, with
+        ``depth`` nearest-sampled to it (None without camera poses)."""
         pos = list(range(clip.num_frames))
-        grey = np.stack([cv2.cvtColor(fine_rgb[i], cv2.COLOR_RGB2GRAY) for i in pos])
-        K, poses = self._cameras(clip, pos, grey.shape[1:])
+        K, poses = self._cameras(clip, pos, depth.shape[1:])
         if K is None or poses is None or not bool(np.isfinite(poses).all()):
             return None
-        return checks.depthless_content(grey, self._valid_at(clip, pos, grey.shape[1:]), K, poses)
+        return checks.depthless_content([fine_rgb[i] for i in pos], self._valid_at(clip, depth), K, poses)
 
     @staticmethod
-    def _valid_at(clip: Clip, positions: list[int], size: tuple[int, int]) -> np.ndarray:
-        """Where each frame has depth, at ``size`` (h, w): a pixel is valid when any capture pixel
-        under it is (thin structures with depth, a pole against the sky, survive the reduction)."""
+    def _valid_at(clip: Clip, depth: np.ndarray) -> np.ndarray:
+        """Where each frame of the clip has depth at the size of ``depth`` (the clip's depth
+        nearest-sampled to it): a pixel is valid when any capture pixel under it is (thin structures
+        with depth, a pole against the sky, survive the reduction)."""
         assert clip.depth is not None
-        h, w = size
+        valid = depth > 0
+        h, w = depth.shape[1:]
         if (h, w) == clip.depth.shape[1:]:
-            return clip.depth[positions] > 0
+            return valid
         # a maximum over each pixel's block: dilate by a window wider than a block, then sample
-        # (several times cheaper than an area reduction at a fractional scale)
+        # (several times cheaper than an area reduction at a fractional scale); only for frames the
+        # sampled depth leaves a hole in (most frames have depth everywhere)
         k = 2 * int(np.ceil(max(clip.depth.shape[1] / h, clip.depth.shape[2] / w))) + 1
-        out = np.ones((len(positions), h, w), bool)
-        for n, i in enumerate(positions):
-            has = cv2.compare(clip.depth[i], 0, cv2.CMP_GT)
-            if cv2.countNonZero(has) < has.size:  # most frames have depth everywhere
-                grown = cv2.dilate(has, np.ones((k, k), np.uint8))
-                out[n] = cv2.resize(grown, (w, h), interpolation=cv2.INTER_NEAREST) > 0
-        return out
+        for i in np.flatnonzero(~valid.reshape(len(valid), -1).all(1)):
+            grown = cv2.dilate(cv2.compare(clip.depth[i], 0, cv2.CMP_GT), np.ones((k, k), np.uint8))
+            valid[i] = cv2.resize(grown, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        return valid
 
     def _pair_frames(self, clip: Clip, n_pairs: int, fine_rgb: "_FineFrames") -> "_PairFrames":
         """``n_pairs`` frames t spread over the clip with the two before each (t-1, t-2), at up to
