@@ -350,6 +350,8 @@ def feature_tags(feat: dict) -> list[str]:
     if feat.get("fog") is not None and feat["fog"] < 100:
         tags.append("thick fog (under 100 m)")
     tags.append("repeated textures" if feat.get("periodic") else "no repeated textures")
+    if feat.get("clouds") is not None:
+        tags.append("clouds in the sky")
     if feat.get("weapon"):
         tags.append("weapon drawn with depth")
     tags.append(f"family {feat.get('family', 'classic')}")
