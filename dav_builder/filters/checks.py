@@ -573,6 +573,11 @@ VOID_SKY_ERROR = 12
 #: Pixels of slack in that comparison: thin cloud detail near the horizon, sampled without
 #: anti-aliasing, changes by a pixel or so under a zoom.
 VOID_SLACK = 2
+#: Frames apart that :func:`depthless_content` compares (each frame with the frames this many
+#: before it, or after it at the start of a clip): the next frame for a wrong buffer of two frames,
+#: and one a few frames away, where a camera that mostly turns has travelled far enough for a
+#: room's parallax to exceed the slack.
+VOID_GAPS = (1, 4)
 
 
 def depthless_content(frames: "np.ndarray | list[np.ndarray]", valid: np.ndarray, K: np.ndarray,
@@ -585,10 +590,11 @@ def depthless_content(frames: "np.ndarray | list[np.ndarray]", valid: np.ndarray
     any capture pixel under it is); ``K`` (T, 3, 3) at this size and
     ``cam_to_world`` (T, 4, 4).  Pixels count that are at least :data:`VOID_MARGIN` pixels from
     any depth, whose grey levels span more than :data:`VOID_CONTENT_RANGE` over that window, and
-    that the neighbouring frame (t-1; frame 1 for frame 0) carried into this one as if infinitely
-    far (the homography ``K_t R K_n^-1`` of the camera's rotation and zoom) does not explain within
-    :data:`VOID_SKY_ERROR` grey levels (and :data:`VOID_SLACK` pixels), where that frame has no
-    depth either (a near object crosses the sky by its parallax, not as the sky moves).
+    that another frame (:data:`VOID_GAPS` frames before, or after at the clip's start) carried into
+    this one as if infinitely far (the homography ``K_t R K_n^-1`` of the camera's rotation and
+    zoom) does not explain within :data:`VOID_SKY_ERROR` grey levels (and :data:`VOID_SLACK`
+    pixels), where that frame has no depth either (a near object crosses the sky by its parallax,
+    not as the sky moves); the frame's share is the larger over those frames.
 
     What it finds: depth from another view altogether (the light's shadow map, a rear or top-down
     camera), where most of the image has no depth under it; depth from an offset camera, whose
@@ -626,18 +632,18 @@ def depthless_content(frames: "np.ndarray | list[np.ndarray]", valid: np.ndarray
         content = void.astype(bool) & (cv2.subtract(cv2.dilate(g, window), cv2.erode(g, window)) > VOID_CONTENT_RANGE)
         if not content.any():
             continue
-        n = t - 1 if t else 1
-        A, _ = _camera_map(K[n], K[t], cam_to_world[n], cam_to_world[t])
-        H = A.astype(np.float64)
-        # only where the neighbour has no depth either: sky in both frames (a near object moves
-        # across the sky by its parallax, and would not be where the sky's motion puts it)
-        both = cv2.warpPerspective(void_at(n), H, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
-        content &= both > 0
-        if not content.any():
-            continue
-        carried = cv2.warpPerspective(grey_at(n), H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        error = cv2.erode(cv2.absdiff(carried, g), np.ones((2 * VOID_SLACK + 1,) * 2, np.uint8))
-        worst = max(worst, float((content & (error > VOID_SKY_ERROR)).mean()))
+        before = [t - gap for gap in VOID_GAPS if t - gap >= 0]
+        for n in before or [t + gap for gap in VOID_GAPS if t + gap < T]:
+            A, _ = _camera_map(K[n], K[t], cam_to_world[n], cam_to_world[t])
+            H = A.astype(np.float64)
+            # only where the other frame has no depth either: sky in both frames (a near object
+            # moves across the sky by its parallax, and would not be where the sky's motion puts it)
+            both = content & (cv2.warpPerspective(void_at(n), H, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0)
+            if not both.any():
+                continue
+            carried = cv2.warpPerspective(grey_at(n), H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            error = cv2.erode(cv2.absdiff(carried, g), np.ones((2 * VOID_SLACK + 1,) * 2, np.uint8))
+            worst = max(worst, float((both & (error > VOID_SKY_ERROR)).mean()))
     return worst
 
 
