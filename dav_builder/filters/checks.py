@@ -625,6 +625,8 @@ def depthless_content(frames: "np.ndarray | list[np.ndarray]", valid: np.ndarray
 
     worst = 0.0
     for t in range(T):
+        if valid[t].all():  # most frames: depth everywhere
+            continue
         void = void_at(t)
         if not void.any():
             continue
