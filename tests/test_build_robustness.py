@@ -97,6 +97,37 @@ def test_a_stale_lock_file_of_a_dead_process_is_taken_over(tmp_path):
     assert lock_dataset("s3://bucket/ds").reason.startswith("not a local path")
 
 
+def test_a_lock_held_over_an_empty_file_is_looked_at_again(tmp_path):
+    """The holder writes its name just after locking and clears it just before unlocking: a second
+    writer arriving in either moment names the holder, or takes the lock once it is let go."""
+    import fcntl
+    import threading
+
+    out = tmp_path / "ds"
+    path = lock_path(out)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, its name not yet written
+
+    def write_name():
+        time.sleep(0.1)
+        os.pwrite(fd, json.dumps({"pid": 4242, "host": "h", "started": "now"}).encode(), 0)
+
+    threading.Thread(target=write_name).start()
+    with pytest.raises(DatasetLocked, match="pid 4242"):
+        lock_dataset(out)
+
+    def let_go():
+        time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+    os.ftruncate(fd, 0)  # the holder has cleared its name and is about to unlock
+    threading.Thread(target=let_go).start()
+    with lock_dataset(out) as lock:
+        assert lock.held and json.loads(path.read_text())["pid"] == os.getpid()
+    os.close(fd)
+
+
 def test_two_builds_on_one_output_leave_one_complete_dataset(tmp_path, captures):
     out = tmp_path / "ds"
     first = subprocess.Popen([sys.executable, "-m", "dav_builder.pipeline.cli", str(captures), "--out", str(out),

@@ -6,7 +6,9 @@ shard numbers and leave a manifest that counts clips twice.  So the writer takes
 not inside: ``--overwrite`` deletes the directory, and the lock must outlive that), and writes
 its holder (host, pid, start time, command) into it.
 
-- A second writer fails at once with :class:`DatasetLocked`, whose message names the holder.
+- A second writer fails at once with :class:`DatasetLocked`, whose message names the holder
+  (within half a second when it arrives just as the holder locks or lets go, while the holder
+  file is empty; a second writer arriving as the holder lets go takes the lock).
 - A lock whose holder died (killed, crashed, machine rebooted) is free: the kernel releases a
   ``flock`` with the last descriptor of the process holding it, so there is no stale-lock
   guessing from pids and no race between two processes taking over the same stale lock; the
@@ -30,7 +32,13 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
+
+#: Looks again at a lock held over an empty holder file (its holder between locking and writing
+#: its name, or between clearing it and unlocking), this many times, this many seconds apart.
+LOCK_RETRIES = 50
+LOCK_RETRY_S = 0.01
 
 
 class DatasetLocked(RuntimeError):
@@ -113,23 +121,29 @@ def lock_dataset(out: str | os.PathLike, what: str = "dav-build") -> DatasetLock
     except OSError as exc:
         raise DatasetLocked(f"{path}: cannot create the dataset's lock file ({exc.strerror or exc}); "
                             f"is {path.parent} writable?") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
+    # The holder writes its name just after locking and clears it just before unlocking: a lock
+    # held over an empty file is looked at again for a moment, so that the message names the
+    # holder, or the lock is taken once the holder has let go.
+    for attempt in range(LOCK_RETRIES + 1):
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise DatasetLocked(f"{path}: cannot lock the dataset ({exc.strerror or exc})") from None
             raw = os.pread(fd, 65536, 0)
-        finally:
-            os.close(fd)
-        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise DatasetLocked(f"{path}: cannot lock the dataset ({exc.strerror or exc})") from None
-        try:
-            info = json.loads(raw or b"{}")
-        except ValueError:
-            info = {}
-        raise DatasetLocked(
-            f"{out}: another writer is using this dataset: {holder_text(info)}. Wait for it to finish "
-            f"or stop it; the lock ({path}) is released as soon as that process ends"
-        ) from None
+            if raw or attempt == LOCK_RETRIES:
+                os.close(fd)
+                try:
+                    info = json.loads(raw or b"{}")
+                except ValueError:
+                    info = {}
+                raise DatasetLocked(
+                    f"{out}: another writer is using this dataset: {holder_text(info)}. Wait for it to "
+                    f"finish or stop it; the lock ({path}) is released as soon as that process ends"
+                ) from None
+            time.sleep(LOCK_RETRY_S)
     info = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)[:500]}
