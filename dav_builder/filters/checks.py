@@ -609,6 +609,7 @@ def depthless_content(frames: "np.ndarray | list[np.ndarray]", valid: np.ndarray
     if T < 2:
         return 0.0
     window = np.ones((2 * VOID_MARGIN + 1,) * 2, np.uint8)
+    slack = np.ones((2 * VOID_SLACK + 1,) * 2, np.uint8)
     voids: dict[int, np.ndarray] = {}
     greys: dict[int, np.ndarray] = {}
 
@@ -644,7 +645,7 @@ def depthless_content(frames: "np.ndarray | list[np.ndarray]", valid: np.ndarray
             if not both.any():
                 continue
             carried = cv2.warpPerspective(grey_at(n), H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            error = cv2.erode(cv2.absdiff(carried, g), np.ones((2 * VOID_SLACK + 1,) * 2, np.uint8))
+            error = cv2.erode(cv2.absdiff(carried, g), slack)
             worst = max(worst, float((both & (error > VOID_SKY_ERROR)).mean()))
     return worst
 

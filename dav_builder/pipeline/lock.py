@@ -124,26 +124,28 @@ def lock_dataset(out: str | os.PathLike, what: str = "dav-build") -> DatasetLock
     # The holder writes its name just after locking and clears it just before unlocking: a lock
     # held over an empty file is looked at again for a moment, so that the message names the
     # holder, or the lock is taken once the holder has let go.
-    for attempt in range(LOCK_RETRIES + 1):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                os.close(fd)
-                raise DatasetLocked(f"{path}: cannot lock the dataset ({exc.strerror or exc})") from None
-            raw = os.pread(fd, 65536, 0)
-            if raw or attempt == LOCK_RETRIES:
-                os.close(fd)
-                try:
-                    info = json.loads(raw or b"{}")
-                except ValueError:
-                    info = {}
-                raise DatasetLocked(
-                    f"{out}: another writer is using this dataset: {holder_text(info)}. Wait for it to "
-                    f"finish or stop it; the lock ({path}) is released as soon as that process ends"
-                ) from None
-            time.sleep(LOCK_RETRY_S)
+    try:
+        for attempt in range(LOCK_RETRIES + 1):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise DatasetLocked(f"{path}: cannot lock the dataset ({exc.strerror or exc})") from None
+                raw = os.pread(fd, 65536, 0)
+                if raw or attempt == LOCK_RETRIES:
+                    try:
+                        info = json.loads(raw or b"{}")
+                    except ValueError:
+                        info = {}
+                    raise DatasetLocked(
+                        f"{out}: another writer is using this dataset: {holder_text(info)}. Wait for it to "
+                        f"finish or stop it; the lock ({path}) is released as soon as that process ends"
+                    ) from None
+                time.sleep(LOCK_RETRY_S)
+    except BaseException:  # not locked: the descriptor goes, whatever stopped us
+        os.close(fd)
+        raise
     info = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)[:500]}

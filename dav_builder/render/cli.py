@@ -43,7 +43,7 @@ Examples:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def main(out, scenes, frames, width, height, seed, fps, defects, defect_rate, families, variants, jpg, quiet) -> None:
     """Render SCENES procedural captures (indoor and outdoor layouts, moving camera and objects,
-    cuts, fades, a menu screen, lighting changes; with --families fog, repeated textures,
+    cuts, fades, a menu screen, lighting changes; with --families fog, repeated textures, clouds,
     first-person weapons, fast, zooming and drone cameras) into OUT, one directory per capture."""
     from dav_builder.render.engine import RenderConfig, parse_variants, render_captures
 
