@@ -292,22 +292,14 @@ def _change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)), (5, 5), 1.0)
 
 
-def lag_gains(grey_before: np.ndarray, grey_prev: np.ndarray, grey: np.ndarray,
-              depth_prev: np.ndarray, depth: np.ndarray) -> list[float]:
-    """Per frame triple (t-2, t-1, t): how much better the change of depth from t-1 to t matches
-    the change of RGB from t-2 to t-1 than the change of RGB from t-1 to t.  The log of the ratio
-    of the misfits (1 - cosine similarity of the change maps) to the RGB change t-1 -> t and to
-    t-2 -> t-1; below 0 for a correct capture, where depth changes where and when the image
-    does; above 0 for depth one frame late, whose change t-1 -> t is the image's change a frame
-    earlier.  NaN where depth or either RGB change is nil (a still image, frozen depth: no evidence).
-
-    Changes over time, not the positions of edges in one frame: a lag moves edges by under a
-    pixel when the camera walks slowly, but the *regions* that change (a moving object's swept
-    band, a parallax band along every boundary) still come a frame late.  A ratio, not a
-    difference: under a slow camera both fits are close in absolute terms but not in ratio.
-    ``depth`` should be area-averaged, not nearest-sampled.
-    """
+def lag_evidence(grey_before: np.ndarray, grey_prev: np.ndarray, grey: np.ndarray,
+                 depth_prev: np.ndarray, depth: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per frame triple (t-2, t-1, t), two measures of whether the change of depth from t-1 to t
+    follows the change of RGB from t-2 to t-1 (depth a frame late) rather than from t-1 to t:
+    :func:`lag_gains`' and :func:`lag_cover_gains`' (both NaN where a triple has no evidence).
+    The change maps are made once for both."""
     gains: list[float] = []
+    covers: list[float] = []
     # consecutive triples share frames: triple k's RGB change t-1 -> t is triple k+1's change
     # before, and its depth t is the next depth t-1; those are reused, not computed again
     last: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -326,18 +318,87 @@ def lag_gains(grey_before: np.ndarray, grey_prev: np.ndarray, grey: np.ndarray,
         last = (gp, g, now, d, logd)
         if dchange.max() < LAG_MIN_DEPTH_CHANGE or not now.any() or not before.any():
             gains.append(float("nan"))
+            covers.append(float("nan"))
             continue
         misfit_now = max(1.0 - _cosine(dchange, now), LAG_MISFIT_FLOOR)
         misfit_before = max(1.0 - _cosine(dchange, before), LAG_MISFIT_FLOOR)
         gains.append(float(np.log(misfit_now / misfit_before)))
-    return gains
+        covers.append(_cover_gain(dchange, now, before))
+    return gains, covers
+
+
+def lag_gains(grey_before: np.ndarray, grey_prev: np.ndarray, grey: np.ndarray,
+              depth_prev: np.ndarray, depth: np.ndarray) -> list[float]:
+    """Per frame triple (t-2, t-1, t): how much better the change of depth from t-1 to t matches
+    the change of RGB from t-2 to t-1 than the change of RGB from t-1 to t.  The log of the ratio
+    of the misfits (1 - cosine similarity of the change maps) to the RGB change t-1 -> t and to
+    t-2 -> t-1; below 0 for a correct capture, where depth changes where and when the image
+    does; above 0 for depth one frame late, whose change t-1 -> t is the image's change a frame
+    earlier.  NaN where depth or either RGB change is nil (a still image, frozen depth: no evidence).
+
+    Changes over time, not the positions of edges in one frame: a lag moves edges by under a
+    pixel when the camera walks slowly, but the *regions* that change (a moving object's swept
+    band, a parallax band along every boundary) still come a frame late.  A ratio, not a
+    difference: under a slow camera both fits are close in absolute terms but not in ratio.
+    ``depth`` should be area-averaged, not nearest-sampled.
+    """
+    return lag_evidence(grey_before, grey_prev, grey, depth_prev, depth)[0]
+
+
+#: Smoothed log-depth change above which a pixel counts as depth that changed, in
+#: :func:`lag_cover_gains`.
+LAG_COVER_DEPTH = 0.05
+#: Smoothed grey-level change above which a pixel counts as image that changed.
+LAG_COVER_RGB = 4.0
+#: Fewest pixels of changed depth for a triple to be evidence.
+LAG_COVER_MIN_PIXELS = 4
+#: Added to both shares left uncovered, so that a fully covered change does not divide by 0.
+LAG_COVER_FLOOR = 0.02
+
+
+def _cover_gain(dchange: np.ndarray, now: np.ndarray, before: np.ndarray) -> float:
+    changed = dchange > LAG_COVER_DEPTH
+    n = int(np.count_nonzero(changed))
+    if n < LAG_COVER_MIN_PIXELS:
+        return float("nan")
+    cover_now = np.count_nonzero(changed & (now > LAG_COVER_RGB)) / n
+    cover_before = np.count_nonzero(changed & (before > LAG_COVER_RGB)) / n
+    return float(np.log((1.0 - cover_now + LAG_COVER_FLOOR) / (1.0 - cover_before + LAG_COVER_FLOOR)))
+
+
+def lag_cover_gains(grey_before: np.ndarray, grey_prev: np.ndarray, grey: np.ndarray,
+                    depth_prev: np.ndarray, depth: np.ndarray) -> list[float]:
+    """Per frame triple (t-2, t-1, t): the log of the ratio of the shares of the pixels where depth
+    changed from t-1 to t that the image did *not* change at from t-1 to t and from t-2 to t-1.
+    Below 0 for a correct capture (wherever a boundary moves, depth and image change together),
+    above 0 for depth a frame late.
+
+    Only where depth changed counts, which is what :func:`lag_gains`' cosine lacks: an image edge
+    with no depth edge behind it (the corner between two shaded faces of a box, a texture) changes
+    the image but never the depth, and when such an edge moves by about its distance to the box's
+    outline, the image change of the frame before happens to overlap the depth change better.
+    Depth that changes where the image cannot show it (grey ground meeting grey fog) leaves both
+    shares uncovered alike: no evidence either way.
+    """
+    return lag_evidence(grey_before, grey_prev, grey, depth_prev, depth)[1]
+
+
+#: A lag seen by :func:`lag_gains` counts only where :func:`lag_cover_gains` sees one too (its
+#: ``votes``-th largest above this).
+LAG_COVER_MIN = 0.0
 
 
 def depth_lag(grey_before: np.ndarray, grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray,
               depth: np.ndarray, votes: int = 3) -> float:
     """The ``votes``-th largest of :func:`lag_gains` over frame triples (0 or below = no lag): a
-    lag that lasts a few frames of a clip counts, one odd triple does not."""
-    return kth_largest(lag_gains(grey_before, grey_prev, grey, depth_prev, depth), votes)
+    lag that lasts a few frames of a clip counts, one odd triple does not.  At most 0 unless the
+    ``votes``-th largest of :func:`lag_cover_gains` exceeds :data:`LAG_COVER_MIN`: two tests of
+    the same lag that fail on different scenes (the cosine on shaded or textured objects, the
+    cover test where the image barely changes) must agree, which leaves out most of the clean
+    clips either drops alone (docs/benchmarks.md)."""
+    gains, covers = lag_evidence(grey_before, grey_prev, grey, depth_prev, depth)
+    score = kth_largest(gains, votes)
+    return score if kth_largest(covers, votes) > LAG_COVER_MIN else min(score, 0.0)
 
 
 #: Share of pixels whose depth, by the camera poses, must change between two frames for the pair
@@ -831,6 +892,14 @@ MISMATCH_RATIO = 3.0
 #: Patch difference (mean absolute grey levels) where the depth puts the content, above which the
 #: content clearly is not there.
 MISMATCH_MIN_ERROR = 6.0
+#: Blur (Gaussian sigma, pixels at the check size) and patch difference left after it (grey levels)
+#: that content must also show where the depth puts it, in :func:`mismatch_map`: a texture finer
+#: than the image's pixels (bricks, a grille at a distance, with no mip-maps) aliases into a new
+#: pattern when it moves, which looks like content that is not where the depth puts it; blurred,
+#: the pattern is its average and is there.  Content drawn over the scene (a weapon, a HUD) differs
+#: from the scene it covers by more than its finest detail.
+MISMATCH_SMOOTH_SIGMA = 1.0
+MISMATCH_SMOOTH_ERROR = 3.0
 #: Frames apart at most, and median scene motion sought, for the pairs of :func:`motion_mismatch`.
 MISMATCH_MAX_GAP = 4
 MISMATCH_GAP_MOTION_PX = 3.0
@@ -903,6 +972,12 @@ def own_depth_map(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b
     return cv2.dilate((inside & ~static).astype(np.uint8), _PATCH_KERNEL) > 0
 
 
+def _smooth_difference(a: np.ndarray, b: np.ndarray, sigma: float) -> np.ndarray:
+    """Patch mean (:data:`MISMATCH_PATCH`) of the absolute difference of two images blurred by a
+    Gaussian of ``sigma`` pixels."""
+    return _box(np.abs(cv2.GaussianBlur(a, (0, 0), sigma) - cv2.GaussianBlur(b, (0, 0), sigma)))
+
+
 def _whole_patch(mask: np.ndarray) -> np.ndarray:
     """Pixels whose whole patch (:data:`MISMATCH_PATCH`) is in ``mask``."""
     return cv2.erode(mask.astype(np.uint8), _PATCH_KERNEL, borderType=cv2.BORDER_REPLICATE) > 0
@@ -933,7 +1008,8 @@ def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, de
     inside, mx, my, xs, ys, static = _carried_static(depth_a, depth_b, K_a, K_b, pose_a, pose_b, carried)
     motion = np.where(inside, np.hypot(mx - xs, my - ys), 0.0).astype(np.float32)
     moving = cv2.erode(motion, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > MISMATCH_MOTION_PX
-    scene = _box(np.abs(cv2.remap(gb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) - ga))
+    warped = cv2.remap(gb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    scene = _box(np.abs(warped - ga))
     still = np.full((h, w), np.inf, np.float32)
     r = MISMATCH_SWAY_PX
     for dy in range(-r, r + 1):
@@ -946,6 +1022,8 @@ def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, de
     # the scene's pixels have patches that are mostly weapon, which stays put
     static = _whole_patch(static)
     out = static & moving & texture & (MISMATCH_RATIO * still < scene) & (scene > MISMATCH_MIN_ERROR)
+    if out.any():  # and the content is not there even with its finest detail blurred away
+        out &= _smooth_difference(warped, ga, MISMATCH_SMOOTH_SIGMA) > MISMATCH_SMOOTH_ERROR
     return _clear_border(out, OVERLAY_BORDER + MISMATCH_PATCH)
 
 
@@ -1023,6 +1101,11 @@ def mismatch_pairs(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np
 #: Patch difference (mean absolute grey levels, after a global gain and offset) between a frame and
 #: the frame before carried into it by depth and poses, above which the content is new.
 CHANGE_RESIDUAL = 25.0
+#: The same difference after a Gaussian blur of this sigma (pixels at the check size), above which
+#: the content is new also without its finest detail: an aliasing texture is not (see
+#: :data:`MISMATCH_SMOOTH_SIGMA`).
+CHANGE_SMOOTH_SIGMA = 2.0
+CHANGE_SMOOTH_RESIDUAL = 18.0
 
 
 def unexplained_map(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray, depth: np.ndarray,
@@ -1043,8 +1126,11 @@ def unexplained_map(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndar
     pred = cv2.remap(gp, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     a = np.vstack([pred[static], np.ones(int(static.sum()), np.float32)]).T
     gain, offset = np.linalg.lstsq(a, g[static], rcond=None)[0]
-    residual = _box(np.abs(g - (gain * pred + offset)))
-    return _clear_border(static & (residual > CHANGE_RESIDUAL), OVERLAY_BORDER + MISMATCH_PATCH)
+    fit = gain * pred + offset
+    found = static & (_box(np.abs(g - fit)) > CHANGE_RESIDUAL)
+    if found.any():  # new content differs by more than its finest detail (MISMATCH_SMOOTH_SIGMA)
+        found &= _smooth_difference(g, fit, CHANGE_SMOOTH_SIGMA) > CHANGE_SMOOTH_RESIDUAL
+    return _clear_border(found, OVERLAY_BORDER + MISMATCH_PATCH)
 
 
 def unexplained_change(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np.ndarray) -> float:

@@ -83,13 +83,15 @@ def _misfit_default() -> CheckConfig:
 
 
 def _mismatch_default() -> CheckConfig:
-    # chosen 0.00879 on the tuning group; raised after the held-back measurement so that the demo's
-    # clean clips (classic scenes, 32-frame clips, scoring up to 0.0170) are kept: docs/benchmarks.md
-    return CheckConfig(True, 0.018)
+    # 0.018 (chosen 0.00879 on the tuning group, raised so that the demo's clean clips were kept),
+    # x0.55 when the check learnt to see past aliasing textures, chosen jointly with unexplained_change
+    # and depth_lag's cover test on the tuning seeds 300-323: docs/benchmarks.md
+    return CheckConfig(True, 0.0099)
 
 
 def _unexplained_default() -> CheckConfig:
-    return CheckConfig(True, 0.006836)
+    # 0.006836 before the check learnt to see past aliasing textures; x0.35 chosen then (see above)
+    return CheckConfig(True, 0.002393)
 
 
 def _depthless_default() -> CheckConfig:
