@@ -768,15 +768,47 @@ def aliasing_wall(amp: float, period: float = 2.05, step: float = 2.6, n: int = 
 
 def test_content_checks_see_past_an_aliasing_texture(monkeypatch):
     cfg = ScoringConfig()
-    for amp, check, constant, threshold in (
-        (60, checks.unexplained_change, "CHANGE_SMOOTH_RESIDUAL", cfg.unexplained_change.threshold),
-        (20, checks.motion_mismatch, "MISMATCH_SMOOTH_ERROR", cfg.motion_mismatch.threshold),
+    g, d, K, poses = aliasing_wall(20, step=3.3)
+    for check, constant, threshold in (
+        (checks.unexplained_change, "CHANGE_SMOOTH_RESIDUAL", cfg.unexplained_change.threshold),
+        (checks.motion_mismatch, "MISMATCH_SMOOTH_ERROR", cfg.motion_mismatch.threshold),
     ):
-        g, d, K, poses = aliasing_wall(amp)
         assert check(g, d, K, poses) < threshold / 4, check.__name__
         with monkeypatch.context() as m:  # without the blurred comparison the moire is new content
             m.setattr(checks, constant, -1.0)
             assert check(g, d, K, poses) > 10 * threshold, check.__name__
+
+
+def foggy_ground(light: float, h: int = 72, w: int = 128, fog_m: float = 30.0):
+    """Grey frame and depth of textured ground running from 2 m (bottom row) to 120 m (top row)
+    under fog (grey 190, covering 63 % of a surface's colour at ``fog_m``) lit by ``light``."""
+    rows = np.arange(h, dtype=np.float64)[:, None] * np.ones((1, w))
+    z = 2.0 + 118.0 * (1.0 - rows / (h - 1)) ** 2
+    albedo = cv2.GaussianBlur(np.random.default_rng(3).uniform(60, 250, (h, w)), (0, 0), 1.5)
+    f = 1.0 - np.exp(-z / fog_m)
+    return (light * albedo * (1 - f) + 190.0 * f).astype(np.float32), z.astype(np.float32)
+
+
+def test_unexplained_change_takes_a_change_of_light_in_fog_for_the_scene(monkeypatch):
+    bright, z = foggy_ground(1.0)
+    dim, _ = foggy_ground(0.45)  # the light dims; the fog in front of distant ground does not
+    grey, depth = np.stack([bright, bright, dim, dim]), np.stack([z] * 4)
+    K = np.stack([np.array([[100.0, 0, 64], [0, 100.0, 36], [0, 0, 1]])] * 4)
+    poses = np.stack([np.eye(4)] * 4)
+    threshold = ScoringConfig().unexplained_change.threshold
+    assert checks.unexplained_change(grey, depth, K, poses) < threshold / 4
+    weapon = grey.copy()
+    weapon[2:, 52:72, 70:100] = 25.0  # a dark weapon drawn as the light changes, over the nearest ground
+    assert checks.unexplained_change(weapon, depth, K, poses) > 10 * threshold
+
+    def gain_and_offset(pred, g, depth, static):
+        a = np.vstack([pred[static], np.ones(int(static.sum()), np.float32)]).T
+        gain, offset = np.linalg.lstsq(a, g[static], rcond=None)[0]
+        return gain * pred + offset
+
+    with monkeypatch.context() as m:  # one gain and offset leave the horizon unexplained
+        m.setattr(checks, "light_fit", gain_and_offset)
+        assert checks.unexplained_change(grey, depth, K, poses) > 10 * threshold
 
 
 def test_unexplained_change_leaves_out_depth_that_moves_with_the_camera_against_any_frame():

@@ -1108,15 +1108,98 @@ CHANGE_SMOOTH_SIGMA = 2.0
 CHANGE_SMOOTH_RESIDUAL = 18.0
 
 
+#: Fog distances (metres) tried for the fog term of :func:`light_fit` (the depth at which fog
+#: covers 63 % of a surface's colour); the one that fits best is kept.
+LIGHT_FOG_METRES = (8.0, 20.0, 50.0, 125.0)
+#: Refits of :func:`light_fit` without its worst pixels: those above the residual's 90th percentile
+#: (or above :data:`LIGHT_TRIM_FLOOR` grey levels, when that is larger).
+LIGHT_REFITS = 2
+LIGHT_TRIM_QUANTILE = 0.9
+LIGHT_TRIM_FLOOR = 4.0
+#: :func:`light_fit` fits every this many static pixels (in raster order): three parameters need
+#: far fewer than the 9,000 of a 128 x 72 frame, and the fit is most of the check's cost.
+LIGHT_STRIDE = 3
+
+
+def _solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients from the normal equations (a few columns: a 3 x 3 system instead
+    of a QR of the whole n x 3 matrix); ``lstsq`` so that a column that says nothing (the fog term
+    over a wall at one depth) does not fail."""
+    return np.linalg.lstsq(gram, rhs, rcond=None)[0]
+
+
+def _upper_quantile(x: np.ndarray, q: float) -> float:
+    """``np.quantile(x, q)`` (linear interpolation) by a partition around the two ranks needed."""
+    k = q * (x.size - 1)
+    lo = int(np.floor(k))
+    hi = min(lo + 1, x.size - 1)
+    part = np.partition(x, [lo, hi])
+    return float(part[lo] + (k - lo) * (part[hi] - part[lo]))
+
+
+def _gain_offset(x: np.ndarray, y: np.ndarray) -> tuple[np.float32, np.float32]:
+    """Least-squares ``gain, offset`` of ``y ~ gain * x + offset`` (1-d), in closed form."""
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    mx, my = float(x64.mean()), float(y64.mean())
+    var = float(np.square(x64 - mx).mean())
+    gain = float(((x64 - mx) * (y64 - my)).mean()) / var if var > 0 else 0.0
+    return np.float32(gain), np.float32(my - gain * mx)
+
+
+def light_fit(pred: np.ndarray, grey: np.ndarray, depth: np.ndarray, static: np.ndarray) -> np.ndarray:
+    """The image ``grey`` as the previous frame carried into it (``pred``) under a change of light:
+    ``gain * pred + offset + fog * (1 - exp(-depth / D))``, fitted over the ``static`` pixels with
+    the fog distance D among :data:`LIGHT_FOG_METRES` that fits them best, then refitted
+    :data:`LIGHT_REFITS` times without the worst-fitting pixels.
+
+    Why a fog term: a light switched on or off scales what a surface reflects, but not the fog in
+    front of it, which a distant surface mostly is: the change is a gain near the camera and
+    nothing at the horizon, which no single gain and offset fits (it left bands of "new" content
+    along the horizon after every change of light in fog).  Why the refits: content drawn over the
+    scene (a weapon popping up at the bottom, which is also where the ground is nearest) pulls a
+    plain least-squares fit toward itself, and the fog term could absorb part of it; without its
+    worst pixels the fit is the scene's.
+    """
+    ys, xs = np.nonzero(static)
+    ys, xs = ys[::LIGHT_STRIDE], xs[::LIGHT_STRIDE]  # a few parameters: every few pixels suffice
+    g = grey[ys, xs].astype(np.float64)
+    z = depth[ys, xs].astype(np.float64)
+    n_fog = len(LIGHT_FOG_METRES)
+    cols = np.empty((g.size, 2 + n_fog))
+    cols[:, 0] = pred[ys, xs]
+    cols[:, 1] = 1.0
+    for k, metres in enumerate(LIGHT_FOG_METRES):
+        cols[:, 2 + k] = 1.0 - np.exp(-z / metres)
+    gram, rhs, total = cols.T @ cols, cols.T @ g, float(g @ g)
+    best: tuple[float, int, np.ndarray] | None = None
+    for k in range(n_fog):  # every fog distance's fit from the one Gram matrix
+        idx = [0, 1, 2 + k]
+        sub = gram[np.ix_(idx, idx)]
+        coef = _solve(sub, rhs[idx])
+        error = total - 2.0 * float(coef @ rhs[idx]) + float(coef @ sub @ coef)  # sum of squares left
+        if best is None or error < best[0]:
+            best = (error, k, coef)
+    assert best is not None
+    _, k, coef = best
+    a = cols[:, [0, 1, 2 + k]]
+    for _ in range(LIGHT_REFITS):  # without the worst-fitting pixels
+        residual = np.abs(a @ coef - g)
+        cut = max(_upper_quantile(residual, LIGHT_TRIM_QUANTILE), LIGHT_TRIM_FLOOR)
+        kept = a[residual < cut]
+        coef = _solve(kept.T @ kept, kept.T @ g[residual < cut])
+    fog = 1.0 - np.exp(np.asarray(depth, np.float32) * np.float32(-1.0 / LIGHT_FOG_METRES[k]))
+    return (np.float32(coef[0]) * pred + np.float32(coef[1]) + np.float32(coef[2]) * fog).astype(np.float32)
+
+
 def unexplained_map(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndarray, depth: np.ndarray,
                     K_prev: np.ndarray, K: np.ndarray, pose_prev: np.ndarray, pose: np.ndarray) -> np.ndarray:
     """Pixels of frame t whose image content is not the previous frame's scene moved by depth and
     poses (bool h x w): frame t's depth carried into frame t-1 by the poses picks the grey levels
-    there, a global gain and offset (a light switched) is fitted, and the patch difference left
-    exceeds :data:`CHANGE_RESIDUAL`; only where the depth of both frames is the static scene's over
-    the whole patch (moving objects, disocclusions and content with its own depth are left out).
-    Content drawn in RGB without depth for a frame or a few (a weapon, a HUD popping up, a minimap
-    turning) is such new content where the scene's depth is still right."""
+    there, a change of light is fitted (:func:`light_fit`: a gain, an offset and a fog term), and
+    the patch difference left exceeds :data:`CHANGE_RESIDUAL`; only where the depth of both frames
+    is the static scene's over the whole patch (moving objects, disocclusions and content with its
+    own depth are left out).  Content drawn in RGB without depth for a frame or a few (a weapon, a
+    HUD popping up, a minimap turning) is such new content where the scene's depth is still right."""
     gp, g = np.asarray(grey_prev, np.float32), np.asarray(grey, np.float32)
     h, w = g.shape
     inside, mx, my, xs, ys, static = _carried_static(depth, depth_prev, K, K_prev, pose, pose_prev)
@@ -1124,9 +1207,13 @@ def unexplained_map(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndar
     if static.sum() < 16:
         return np.zeros((h, w), bool)
     pred = cv2.remap(gp, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    a = np.vstack([pred[static], np.ones(int(static.sum()), np.float32)]).T
-    gain, offset = np.linalg.lstsq(a, g[static], rcond=None)[0]
-    fit = gain * pred + offset
+    # most pairs have neither new content nor a change of light: when one gain and offset explain
+    # every patch, there is nothing for the fog term to explain either (and the fit is most of the
+    # check's cost)
+    gain, offset = _gain_offset(pred[static], g[static])
+    if not (static & (_box(np.abs(g - (gain * pred + offset))) > CHANGE_RESIDUAL)).any():
+        return np.zeros((h, w), bool)
+    fit = light_fit(pred, g, depth, static)
     found = static & (_box(np.abs(g - fit)) > CHANGE_RESIDUAL)
     if found.any():  # new content differs by more than its finest detail (MISMATCH_SMOOTH_SIGMA)
         found &= _smooth_difference(g, fit, CHANGE_SMOOTH_SIGMA) > CHANGE_SMOOTH_RESIDUAL
