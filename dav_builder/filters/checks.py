@@ -1185,8 +1185,11 @@ def light_fit(pred: np.ndarray, grey: np.ndarray, depth: np.ndarray, static: np.
     for _ in range(LIGHT_REFITS):  # without the worst-fitting pixels
         residual = np.abs(a @ coef - g)
         cut = max(_upper_quantile(residual, LIGHT_TRIM_QUANTILE), LIGHT_TRIM_FLOOR)
-        kept = a[residual < cut]
-        coef = _solve(kept.T @ kept, kept.T @ g[residual < cut])
+        keep = residual < cut
+        if np.count_nonzero(keep) < a.shape[1]:  # ties at the cut: nothing left to refit on
+            break
+        kept = a[keep]
+        coef = _solve(kept.T @ kept, kept.T @ g[keep])
     fog = 1.0 - np.exp(np.asarray(depth, np.float32) * np.float32(-1.0 / LIGHT_FOG_METRES[k]))
     return (np.float32(coef[0]) * pred + np.float32(coef[1]) + np.float32(coef[2]) * fog).astype(np.float32)
 
