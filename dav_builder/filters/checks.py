@@ -357,6 +357,8 @@ LAG_COVER_FLOOR = 0.02
 
 
 def _cover_gain(dchange: np.ndarray, now: np.ndarray, before: np.ndarray) -> float:
+    """One triple of :func:`lag_cover_gains`, from its smoothed change maps (NaN with fewer than
+    :data:`LAG_COVER_MIN_PIXELS` pixels of changed depth)."""
     changed = dchange > LAG_COVER_DEPTH
     n = int(np.count_nonzero(changed))
     if n < LAG_COVER_MIN_PIXELS:
@@ -1098,8 +1100,9 @@ def mismatch_pairs(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np
     return out
 
 
-#: Patch difference (mean absolute grey levels, after a global gain and offset) between a frame and
-#: the frame before carried into it by depth and poses, above which the content is new.
+#: Patch difference (mean absolute grey levels, after the change of light is fitted: :func:`light_fit`)
+#: between a frame and the frame before carried into it by depth and poses, above which the content
+#: is new.
 CHANGE_RESIDUAL = 25.0
 #: The same difference after a Gaussian blur of this sigma (pixels at the check size), above which
 #: the content is new also without its finest detail: an aliasing texture is not (see
@@ -1218,7 +1221,7 @@ def unexplained_map(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndar
         return np.zeros((h, w), bool)
     fit = light_fit(pred, g, depth, static)
     found = static & (_box(np.abs(g - fit)) > CHANGE_RESIDUAL)
-    if found.any():  # new content differs by more than its finest detail (MISMATCH_SMOOTH_SIGMA)
+    if found.any():  # new content differs by more than its finest detail (CHANGE_SMOOTH_SIGMA)
         found &= _smooth_difference(g, fit, CHANGE_SMOOTH_SIGMA) > CHANGE_SMOOTH_RESIDUAL
     return _clear_border(found, OVERLAY_BORDER + MISMATCH_PATCH)
 
