@@ -43,6 +43,7 @@ from dav_builder.clip import Clip, make_clip_id
 from dav_builder.filters import checks as checks_module
 from dav_builder.filters import stage as stage_module
 from dav_builder.filters import learned as learned_module
+from dav_builder.filters import parallax as parallax_module
 from dav_builder.filters.config import ScoringConfig
 from dav_builder.filters.stage import CHECKS, MODEL_FREE, ScoringStage
 from dav_builder.render.engine import RenderConfig, parse_variants, render_captures
@@ -137,7 +138,7 @@ def _code_key() -> str:
         getattr(cfg, name).threshold = 0.0
     cfg.learned_defect = None  # type: ignore[assignment]  # scored apart (learned_scores), keyed by its weights
     h = hashlib.sha256(repr(cfg).encode())
-    for mod in (checks_module, stage_module):
+    for mod in (checks_module, stage_module, parallax_module):
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()[:16]
 

@@ -34,6 +34,10 @@ another by the camera poses agrees with that frame's depth.
 - :func:`depthless_content`: share of the image made of content (edges, texture) where the depth
   buffer has nothing and which does not move like the sky (depth from another view, from an
   offset camera whose sky reaches over near objects, a HUD over the sky).
+- :func:`dav_builder.filters.parallax.edge_parallax` (a module of its own): depth boundaries that
+  sit off the colour steps by a fraction of a pixel in proportion to inverse depth, alike on both
+  sides of objects (depth from a camera a few centimetres aside, which :func:`edge_misalignment`'s
+  whole-pixel displacements do not resolve).
 - :func:`motion_mismatch`: share of the image whose content stays put from one frame to the next
   while its depth, carried by the poses, says it moves: content drawn in RGB without depth of its
   own (a first-person weapon drawn in a pass that skips the depth buffer, a HUD, subtitles).

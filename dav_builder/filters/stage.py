@@ -9,6 +9,7 @@ Scores (all stored in the manifest and each clip's json, kept or dropped):
 ``semantic_score``   median CLIP cosine similarity of colour-mapped captured and    higher is
                      colour-mapped (aligned) predicted disparity                     better
 ``edge_misalignment`` see :mod:`dav_builder.filters.checks`                          lower
+``edge_parallax``    see :mod:`dav_builder.filters.parallax`                         lower
 ``depth_lag``                                                                         lower
 ``frozen_depth``                                                                      lower
 ``static_overlay``                                                                    lower
@@ -35,7 +36,7 @@ import numpy as np
 
 from dav_builder.capture.imageio import GREY_WEIGHTS, decode_levels, decode_rgb_small
 from dav_builder.clip import Clip
-from dav_builder.filters import align, checks
+from dav_builder.filters import align, checks, parallax
 from dav_builder.filters.config import ScoringConfig
 from dav_builder.filters.models import (
     ClipEmbedder,
@@ -81,7 +82,7 @@ class _FineFrames:
 
 
 #: The hand-made checks (no weights).
-MODEL_FREE = ("edge_misalignment", "depth_lag", "frozen_depth", "static_overlay", "pose_misfit", "depth_jump",
+MODEL_FREE = ("edge_misalignment", "edge_parallax", "depth_lag", "frozen_depth", "static_overlay", "pose_misfit", "depth_jump",
               "motion_mismatch", "unexplained_change", "depthless_content")
 CHECKS = MODEL_FREE + ("learned_defect",)
 SCORE_NAMES = ("depth_score", "semantic_score") + CHECKS
@@ -248,7 +249,7 @@ class ScoringStage:
         c, p = [at[i] for i in cur], [at[i] for i in prev]
         pairs = T > 1
         out: dict[str, float | None] = {}
-        paired = cfg.uses_pair_frames() and (pairs or cfg.edge_misalignment.enabled)
+        paired = cfg.uses_pair_frames() and (pairs or cfg.edge_misalignment.enabled or cfg.edge_parallax.enabled)
         fine_rgb = _FineFrames(clip, cfg.pair_side or cfg.check_side)
         fine = self._pair_frames(clip, cfg.lag_pairs, fine_rgb) if paired else None
         if cfg.edge_misalignment.enabled:
@@ -256,6 +257,9 @@ class ScoringStage:
                 out["edge_misalignment"] = checks.edge_misalignment(fine.grey, fine.depth_nearest, cfg.pair_votes)
             else:
                 out["edge_misalignment"] = checks.edge_misalignment(grey[c], depth[c], cfg.pair_votes)
+        if cfg.edge_parallax.enabled:
+            out["edge_parallax"] = (parallax.edge_parallax(fine.grey, fine.depth_nearest) if fine is not None
+                                    else parallax.edge_parallax(grey[c], depth[c]))
         if cfg.depth_lag.enabled:
             if not pairs:
                 out["depth_lag"] = 0.0
