@@ -199,6 +199,37 @@ def test_static_overlay_sees_a_hud_over_a_moving_scene():
     assert not checks.own_depth_map(d[0], d[1], K[0], K[1], poses[0], poses[1]).any()  # the wall is the scene
 
 
+def sliding_wall(n: int, h: int = 96, w: int = 128, px: float = 5.0):
+    """Grey frames of a textured wall 5 m away with the camera sliding right by ``px`` pixels a
+    frame (fx = 100), its depth, intrinsics and poses."""
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (h, w + int(px * n) + 8)).astype(np.float32), (0, 0), 2) * 3 - 255
+    g = np.stack([cv2.warpAffine(base, np.float32([[1, 0, -px * t], [0, 1, 0]]), (w, h)) for t in range(n)]).clip(0, 255)
+    d = np.full((n, h, w), 5.0, np.float32)
+    K = np.stack([np.array([[100.0, 0, w / 2], [0, 100.0, h / 2], [0, 0, 1]])] * n)
+    poses = np.stack([np.eye(4)] * n)
+    poses[:, 0, 3] = px / 100.0 * 5.0 * np.arange(n)
+    return g, d, K, poses
+
+
+def test_static_overlay_sees_a_hud_shown_for_three_frames_and_one_that_a_slow_camera_hardly_moves_past(monkeypatch):
+    threshold = ScoringConfig().static_overlay.threshold
+    g, d, K, poses = sliding_wall(16)
+    assert checks.static_overlay(g, d, K, poses) < threshold
+    brief = g.copy()
+    brief[6:9, 30:60, 10:110] = 255.0  # subtitles for three frames of a 16-frame clip
+    brief[6:9, 38:52, 18:102] = 0.0
+    assert checks.static_overlay(brief, d, K, poses) > threshold
+    # a camera creeping by 0.2 pixels a frame moves the scene by 1.5 pixels only over more than 6 frames
+    g, d, K, poses = sliding_wall(16, px=0.2)
+    hud = g.copy()
+    hud[:, 30:60, 10:110] = 255.0
+    hud[:, 38:52, 18:102] = 0.0
+    assert checks.static_overlay(g, d, K, poses) < threshold < checks.static_overlay(hud, d, K, poses)
+    monkeypatch.setattr(checks, "OVERLAY_BRIEF_WINDOW", 99)  # without the brief windows ...
+    assert checks.static_overlay(brief, *sliding_wall(16)[1:]) < threshold  # ... the brief HUD is missed
+
+
 def test_static_overlay_sees_a_crosshair_of_the_fogs_luminance_in_colour():
     from dav_builder.capture.imageio import GREY_WEIGHTS
     from dav_builder.render.overlays import draw_hud
