@@ -70,31 +70,35 @@ def boundary_offsets(grey: np.ndarray, depth: np.ndarray) -> BoundaryOffsets:
     depth are far) that have one clear colour step within :data:`PARALLAX_WINDOW` pixels and no
     other boundary there, with where that step lies."""
     r = PARALLAX_WINDOW
-    valid = depth > 0
-    near_depth = np.where(valid, depth, np.inf).astype(np.float32)
-    logd = np.log(np.where(valid, depth, 1e4)).astype(np.float32)
-    jump = np.abs(np.diff(logd, axis=1))  # between x and x + 1
-    padded = np.pad(jump, ((0, 0), (1, 1)), mode="edge")
-    edge = (valid[:, 1:] | valid[:, :-1]) & (jump > OCCLUSION_JUMP) & \
-        (jump > SLOPE_RATIO * np.maximum(padded[:, :-2], padded[:, 2:]) + 1e-4)
-    counts = np.cumsum(np.pad(edge.astype(np.int32), ((0, 0), (1, 0))), axis=1)
-    edge[:, : r + 1] = False
-    edge[:, -r - 1 :] = False
-    ys, xs = np.nonzero(edge)
     empty = BoundaryOffsets(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool))
+    valid = depth > 0
+    logd = np.log(np.where(valid, depth, 1e4)).astype(np.float32)
+    jump = np.abs(logd[:, 1:] - logd[:, :-1])  # between x and x + 1
+    ys, xs = np.nonzero((jump > OCCLUSION_JUMP) & (valid[:, 1:] | valid[:, :-1]))
+    # the slope test only where the jump is large enough (a few hundred pixels, not the frame)
+    last = jump.shape[1] - 1
+    side = np.maximum(jump[ys, np.maximum(xs - 1, 0)], jump[ys, np.minimum(xs + 1, last)])
+    keep = jump[ys, xs] > SLOPE_RATIO * side + 1e-4
+    ys, xs = ys[keep], xs[keep]
     if ys.size == 0:
         return empty
-    alone = counts[ys, xs + r + 1] - counts[ys, xs - r] == 1
+    # row-major order: a boundary is alone when its neighbours in the list are in another row or
+    # more than r pixels away
+    near = np.zeros(ys.size + 1, bool)
+    near[1:-1] = (ys[1:] == ys[:-1]) & (xs[1:] - xs[:-1] <= r)
+    alone = ~(near[:-1] | near[1:]) & (xs > r) & (xs < last - r)
     ys, xs = ys[alone], xs[alone]
-    near_left = near_depth[ys, xs] < near_depth[ys, xs + 1]
-    inv = 1.0 / np.minimum(near_depth[ys, xs], near_depth[ys, xs + 1])
+    a, b = depth[ys, xs].astype(np.float32), depth[ys, xs + 1].astype(np.float32)
+    a[a <= 0], b[b <= 0] = np.inf, np.inf  # no depth: far
+    near_left = a < b
+    inv = 1.0 / np.minimum(a, b)
     close = inv <= PARALLAX_MAX_INVERSE_DEPTH
     ys, xs, near_left, inv = ys[close], xs[close], near_left[close], inv[close]
     if ys.size == 0:
         return empty
-    steps = np.abs(np.diff(np.asarray(grey, np.float32), axis=1))
+    cols = np.asarray(grey, np.float32)[ys[:, None], xs[:, None] + np.arange(-r, r + 2)[None, :]]
     j = np.arange(-r, r + 1)
-    mag = steps[ys[:, None], xs[:, None] + j[None, :]]
+    mag = np.abs(np.diff(cols, axis=1))
     peak = np.zeros(mag.shape, bool)
     peak[:, 1:-1] = (mag[:, 1:-1] >= mag[:, :-2]) & (mag[:, 1:-1] >= mag[:, 2:])
     clear = peak & (mag >= np.maximum(PARALLAX_STEP, PARALLAX_STEP_SHARE * mag.max(1, keepdims=True)))
