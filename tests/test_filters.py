@@ -98,6 +98,23 @@ def test_depth_lag_is_not_fooled_by_an_image_edge_without_a_depth_edge():
     assert checks.depth_lag(*lagged) > threshold
 
 
+def test_the_cover_test_needs_two_regions_of_changed_depth_that_agree():
+    """A lag makes every moving boundary late; one boundary that looks late by itself (a face edge
+    a pixel inside a silhouette) is no evidence."""
+    dchange = np.zeros((40, 80), np.float32)
+    now, before = np.zeros_like(dchange), np.zeros_like(dchange)
+    dchange[10:30, 10:13] = 1.0  # one region of changed depth ...
+    before[10:30, 10:13] = 10.0  # ... that the image changed at a frame earlier
+    assert np.isnan(checks._cover_gain(dchange, now, before))
+    dchange[10:30, 50:53] = 1.0  # a second region, 37 pixels away
+    before[10:30, 50:53] = 10.0
+    assert checks._cover_gain(dchange, now, before) > 0  # both late: a lag
+    now[10:30, 50:53] = 10.0
+    now[10:30, 10:13] = 10.0
+    before[:] = 0.0
+    assert checks._cover_gain(dchange, now, before) < 0  # both on time
+
+
 def test_a_few_misaligned_or_lagging_frames_count_but_one_odd_frame_does_not():
     # 9 frames; the defect covers the last `bad` of them: with 3 votes, 3 misaligned frames are
     # enough, and 4 lagging ones (the first lagging frame repeats the depth before it: no vote)

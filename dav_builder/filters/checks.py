@@ -360,23 +360,42 @@ LAG_COVER_MIN_PIXELS = 4
 LAG_COVER_FLOOR = 0.02
 
 
+#: Regions of changed depth (see :func:`_cover_gain`) a triple needs to be evidence.
+LAG_COVER_REGIONS = 2
+_K3 = np.ones((3, 3), np.uint8)
+
+
 def _cover_gain(dchange: np.ndarray, now: np.ndarray, before: np.ndarray) -> float:
-    """One triple of :func:`lag_cover_gains`, from its smoothed change maps (NaN with fewer than
-    :data:`LAG_COVER_MIN_PIXELS` pixels of changed depth)."""
+    """One triple of :func:`lag_cover_gains`, from its smoothed change maps: the median over the
+    separate regions of changed depth (8-connected after a 3x3 dilation, each of at least
+    :data:`LAG_COVER_MIN_PIXELS` pixels) of each region's log ratio; NaN with fewer than
+    :data:`LAG_COVER_REGIONS` regions.  A lag makes every moving boundary late, while a lone
+    boundary can look late by itself: a box's silhouette against fogged ground with a face edge a
+    pixel inside it, whose image change a frame earlier lies where the silhouette's depth changes
+    now (clean drone shots in fog)."""
     changed = dchange > LAG_COVER_DEPTH
-    n = int(np.count_nonzero(changed))
-    if n < LAG_COVER_MIN_PIXELS:
+    if np.count_nonzero(changed) < LAG_COVER_MIN_PIXELS * LAG_COVER_REGIONS:
         return float("nan")
-    cover_now = np.count_nonzero(changed & (now > LAG_COVER_RGB)) / n
-    cover_before = np.count_nonzero(changed & (before > LAG_COVER_RGB)) / n
-    return float(np.log((1.0 - cover_now + LAG_COVER_FLOOR) / (1.0 - cover_before + LAG_COVER_FLOOR)))
+    n, labels = cv2.connectedComponents(cv2.dilate(changed.astype(np.uint8), _K3), connectivity=8)
+    lab = labels[changed]
+    size = np.bincount(lab, minlength=n)
+    covered_now = np.bincount(lab, weights=(now[changed] > LAG_COVER_RGB), minlength=n)
+    covered_before = np.bincount(lab, weights=(before[changed] > LAG_COVER_RGB), minlength=n)
+    keep = size >= LAG_COVER_MIN_PIXELS
+    keep[0] = False  # the background label
+    if np.count_nonzero(keep) < LAG_COVER_REGIONS:
+        return float("nan")
+    k = size[keep]
+    gains = np.log((1.0 - covered_now[keep] / k + LAG_COVER_FLOOR) / (1.0 - covered_before[keep] / k + LAG_COVER_FLOOR))
+    return float(np.median(gains))
 
 
 def lag_cover_gains(grey_before: np.ndarray, grey_prev: np.ndarray, grey: np.ndarray,
                     depth_prev: np.ndarray, depth: np.ndarray) -> list[float]:
     """Per frame triple (t-2, t-1, t): the log of the ratio of the shares of the pixels where depth
-    changed from t-1 to t that the image did *not* change at from t-1 to t and from t-2 to t-1.
-    Below 0 for a correct capture (wherever a boundary moves, depth and image change together),
+    changed from t-1 to t that the image did *not* change at from t-1 to t and from t-2 to t-1,
+    per region of changed depth, the median over the regions (:func:`_cover_gain`: NaN with
+    fewer than two).  Below 0 for a correct capture (wherever a boundary moves, depth and image change together),
     above 0 for depth a frame late.
 
     Only where depth changed counts, which is what :func:`lag_gains`' cosine lacks: an image edge
