@@ -608,33 +608,29 @@ def static_overlay(frames: np.ndarray, depth: np.ndarray, K: np.ndarray | None, 
     # an edge leaving the image makes a "corner" with the (reflected) border, which stays put
     # while the edge slides along itself: no corner is trusted within OVERLAY_BORDER pixels of it
     inner = _clear_border(np.ones((h, w), bool), OVERLAY_BORDER).ravel()
-    corners: dict[int, np.ndarray] = {}  # frame -> corner strength (flat), made once
-    strong: dict[int, np.ndarray] = {}  # frame -> its strong corners away from the border (flat indices)
-    own: dict[int, np.ndarray] = {}  # frame pair t -> own_depth_map (flat), made only where a window needs it
+    corners: dict[int, np.ndarray] = {}  # frame -> corner strength (flat), made only where a window needs it
+    own: dict[int, np.ndarray] = {}  # frame pair t -> own_depth_map (flat), likewise
 
     def corners_at(t: int) -> np.ndarray:
         if t not in corners:
             corners[t] = colour_corners(frames[t]).ravel()
         return corners[t]
 
-    def strong_at(t: int) -> np.ndarray:
-        if t not in strong:
-            strong[t] = np.flatnonzero((corners_at(t) > CORNER_MIN) & inner)
-        return strong[t]
-
     def own_at(t: int) -> np.ndarray:
         if t not in own:
             own[t] = own_depth_map(depth[t], depth[t + 1], K[t], K[t + 1], cam_to_world[t], cam_to_world[t + 1]).ravel()  # type: ignore[index]
         return own[t]
-    # The tests of a pixel, each on the pixels the ones before left (the same pixels in any order):
-    # it is a strong corner in the window's first frame (found once per frame: a few per cent of
-    # the pixels), it stays put over the window, it is a strong corner in every frame, the scene
-    # under it moves, its depth is not its own.
+    # The tests of a pixel, cheapest first, each on the pixels the ones before left: the window's
+    # first and last frame agree (needed for it to stay put), it is a strong corner in the first
+    # frame, it stays put over the window, it is a strong corner in every frame, the scene under
+    # it moves, its depth is not its own.
     def share(a: int, b: int, beat: float) -> float:
         # stops as soon as fewer than ``beat`` (a share) of the pixels are left: such a window
         # cannot raise the score
         floor = beat * n
-        idx = strong_at(a)
+        idx = np.flatnonzero((_channel_max(cv2.absdiff(flat[a], flat[b])) < OVERLAY_STILL) & inner)
+        if idx.size > floor:
+            idx = idx[corners_at(a)[idx] > CORNER_MIN]
         if idx.size > floor:
             win = flat[a : b + 1, idx]
             hi, lo = win[0].copy(), win[0].copy()
