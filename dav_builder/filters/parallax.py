@@ -103,7 +103,7 @@ def boundary_offsets(grey: np.ndarray, depth: np.ndarray) -> BoundaryOffsets:
     peak[:, 1:-1] = (mag[:, 1:-1] >= mag[:, :-2]) & (mag[:, 1:-1] >= mag[:, 2:])
     clear = peak & (mag >= np.maximum(PARALLAX_STEP, PARALLAX_STEP_SHARE * mag.max(1, keepdims=True)))
     one = clear.sum(1) == 1
-    mag, clear, ys = mag[one], clear[one], ys[one]
+    mag, clear = mag[one], clear[one]
     at = clear.argmax(1)
     rows = np.arange(at.size)
     left, mid, right = mag[rows, at - 1], mag[rows, at], mag[rows, at + 1]

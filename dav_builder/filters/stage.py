@@ -252,14 +252,12 @@ class ScoringStage:
         paired = cfg.uses_pair_frames() and (pairs or cfg.edge_misalignment.enabled or cfg.edge_parallax.enabled)
         fine_rgb = _FineFrames(clip, cfg.pair_side or cfg.check_side)
         fine = self._pair_frames(clip, cfg.lag_pairs, fine_rgb) if paired else None
+        # the edge checks look at frames t: the pair frames when kept, else the reduced ones
+        edge_grey, edge_depth = (fine.grey, fine.depth_nearest) if fine is not None else (grey[c], depth[c])
         if cfg.edge_misalignment.enabled:
-            if fine is not None:
-                out["edge_misalignment"] = checks.edge_misalignment(fine.grey, fine.depth_nearest, cfg.pair_votes)
-            else:
-                out["edge_misalignment"] = checks.edge_misalignment(grey[c], depth[c], cfg.pair_votes)
+            out["edge_misalignment"] = checks.edge_misalignment(edge_grey, edge_depth, cfg.pair_votes)
         if cfg.edge_parallax.enabled:
-            out["edge_parallax"] = (parallax.edge_parallax(fine.grey, fine.depth_nearest) if fine is not None
-                                    else parallax.edge_parallax(grey[c], depth[c]))
+            out["edge_parallax"] = parallax.edge_parallax(edge_grey, edge_depth)
         if cfg.depth_lag.enabled:
             if not pairs:
                 out["depth_lag"] = 0.0
