@@ -772,6 +772,82 @@ def test_ground_running_into_the_far_plane_is_not_an_edge_to_align_with():
     assert not edges[15:25].any() and edges[39:51, 29:41].any()
 
 
+def wall_texture(K: np.ndarray, poses: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Grey frames of a texture fixed on the world surfaces that ``depth`` shows (a smooth pattern
+    of the world coordinates), as the RGB of a correct capture."""
+    n, h, w = depth.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    out = []
+    for k, p, d in zip(K, poses, depth):
+        cam = np.linalg.inv(k) @ np.stack([xs, ys, np.ones_like(xs)]).reshape(3, -1) * d.reshape(1, -1)
+        world = p[:3, :3] @ cam + p[:3, 3:4]
+        g = 128 + 60 * np.sin(9 * world[0]) * np.cos(9 * world[1]) + 30 * np.sin(5 * world[2])
+        out.append(g.reshape(h, w))
+    return np.stack(out).astype(np.float32)
+
+
+def test_depth_jump_counts_depth_that_disagrees_where_the_image_agrees():
+    K, poses, depth = walk_towards_a_slanted_wall()
+    _, _, other = walk_towards_a_slanted_wall(offset_camera=True)
+    threshold = ScoringConfig().depth_jump.threshold
+    grey = wall_texture(K, poses, depth)
+    pairs = (np.stack([K[:-1], K[1:]], 1), np.stack([poses[:-1], poses[1:]], 1))
+
+    def jump(d, g=None):  # without the image-change rule (tested above): the image agreement alone
+        return checks.depth_jump(d[:-1], d[1:], *pairs, None, None if g is None else g[:-1],
+                                 None if g is None else g[1:])
+
+    assert jump(depth, grey) < threshold / 10
+    # depth from the other camera for one frame, under a right image: still a jump
+    switched = np.concatenate([depth[:8], other[8:9], depth[9:]])
+    assert jump(switched, grey) > threshold
+    # an object close to the camera for one frame, in depth and in the image alike (a pillar the
+    # camera passes): its depth disagrees with the poses, and so does the image there
+    near, seen = depth.copy(), grey.copy()
+    near[8, :, :20] = 0.4
+    seen[8, :, :20] = 20.0
+    assert jump(near) > threshold  # counted without the image
+    assert jump(near, seen) < threshold / 3
+
+
+def test_a_change_of_light_is_no_neighbour_for_depth_jump():
+    K, poses, depth = walk_towards_a_slanted_wall()
+    threshold = ScoringConfig().depth_jump.threshold
+    grey = wall_texture(K, poses, depth)
+    # a plain object coming towards the camera: it disagrees with the poses in every pair alike
+    depth[:, 4:32, 6:40] = (2.0 - 0.05 * np.arange(len(depth)))[:, None, None]
+    grey[:, 4:32, 6:40] = 90.0
+    lit = grey.copy()
+    lit[12:] = np.clip(lit[12:] * 1.5 + 40, 0, 255)  # a light switched on between frames 11 and 12
+    pairs = (np.stack([K[:-1], K[1:]], 1), np.stack([poses[:-1], poses[1:]], 1))
+    change = checks.image_change(lit[:-1], lit[1:])
+    # the pair with the switch disagrees in the image everywhere: it counts nothing, so the last
+    # pairs, with no other neighbour, would stand out against it
+    values = [checks.pair_disagreement(depth[i], depth[i + 1], K[i], K[i + 1], poses[i], poses[i + 1],
+                                       grey_prev=lit[i], grey=lit[i + 1]) for i in range(len(depth) - 1)]
+    assert values[11] < min(values[12:]) - threshold
+    assert checks.depth_jump(depth[:-1], depth[1:], *pairs, change, lit[:-1], lit[1:]) < threshold / 10
+
+
+def test_motion_mismatch_needs_texture_along_the_motion(monkeypatch):
+    g, d, K, poses = slide_past_a_wall()
+    # a band of stripes running along the motion, drawn in RGB only: inside it, staying put and
+    # moving with the scene look alike (the aperture problem)
+    band = g.copy()
+    band[:, 30:50, 30:100] = np.where((np.arange(20) // 2) % 2 == 0, 40.0, 220.0)[:, None]
+    args = (band[0], band[1], d[0], d[1], K[0], K[1], poses[0], poses[1])
+    assert not checks.mismatch_map(*args)[30:50, 30:100].any()
+    monkeypatch.setattr(checks, "MISMATCH_APERTURE", 0.0)  # without the test, its ends are found
+    assert checks.mismatch_map(*args)[30:50, 30:100].sum() > 50
+    # the share of gradient energy along the motion: stripes along it, across it, a random texture
+    right, still = np.ones((20, 20), np.float32), np.zeros((20, 20), np.float32)
+    stripes = np.tile(np.where((np.arange(20) // 2) % 2 == 0, 40.0, 220.0)[:, None], (1, 20)).astype(np.float32)
+    assert checks.along_motion(stripes, right, still)[5:15, 5:15].max() < 0.01
+    assert checks.along_motion(stripes.T.copy(), right, still)[5:15, 5:15].min() > 0.99
+    noise = np.random.default_rng(0).uniform(0, 255, (20, 20)).astype(np.float32)
+    assert 0.3 < checks.along_motion(noise, right, still)[5:15, 5:15].mean() < 0.7
+
+
 def test_depth_jump_sees_a_wrong_buffer_of_a_few_frames():
     K, poses, depth = walk_towards_a_slanted_wall()
     threshold = ScoringConfig().depth_jump.threshold

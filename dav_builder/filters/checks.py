@@ -805,23 +805,53 @@ def carry(depth_a: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndar
     return u, v, z
 
 
-def carried_log_error(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
-                      pose_a: np.ndarray, pose_b: np.ndarray) -> tuple[np.ndarray, float]:
-    """Frame a's depth carried into frame b by the camera poses (a static scene), against frame b's
-    depth there (interpolated in log depth, only where all four neighbours have depth): the absolute
-    log-depth differences of the pixels seen in both, and the share of a's pixels seen in both."""
+def _carried_log_error(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
+                       pose_a: np.ndarray, pose_b: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`carried_log_error` before it keeps only the pixels seen in both frames: the mask of
+    those pixels (``ok``), the remap coordinates into frame b, and the absolute log-depth
+    difference of every pixel (meaningful where ``ok``); None when no pixel lands in frame b."""
     h, w = depth_a.shape
     u, v, z = carry(depth_a, K_a, K_b, pose_a, pose_b)
     with np.errstate(invalid="ignore"):
         ok = (depth_a > 0) & (z > 0) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
     if not ok.any():
-        return np.zeros(0, np.float32), 0.0
+        return None
     mx = np.where(ok, u, 0).astype(np.float32)
     my = np.where(ok, v, 0).astype(np.float32)
     seen = depth_b > 0
     logb = cv2.remap(np.log(np.where(seen, depth_b, 1.0)).astype(np.float32), mx, my, cv2.INTER_LINEAR)
     ok &= cv2.remap(seen.astype(np.float32), mx, my, cv2.INTER_LINEAR) > 0.999
-    return np.abs(np.log(z[ok]) - logb[ok]), float(ok.mean())
+    return ok, mx, my, np.abs(np.log(np.where(ok, z, 1.0)) - logb)
+
+
+def carried_log_error(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
+                      pose_a: np.ndarray, pose_b: np.ndarray) -> tuple[np.ndarray, float]:
+    """Frame a's depth carried into frame b by the camera poses (a static scene), against frame b's
+    depth there (interpolated in log depth, only where all four neighbours have depth): the absolute
+    log-depth differences of the pixels seen in both, and the share of a's pixels seen in both."""
+    carried = _carried_log_error(depth_a, depth_b, K_a, K_b, pose_a, pose_b)
+    if carried is None:
+        return np.zeros(0, np.float32), 0.0
+    ok, _, _, err = carried
+    return err[ok], float(ok.mean())
+
+
+#: Grey levels by which a pixel may fall outside the range of the 3x3 neighbourhood it is carried
+#: to in the other frame and still agree with it, in :func:`pair_disagreement` (sub-pixel
+#: resampling of a texture stays within the neighbourhood's range).
+JUMP_IMAGE_SLACK = 6.0
+
+
+def image_agrees(grey_a: np.ndarray, grey_b: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
+    """Pixels of frame a whose grey level lies within the range of frame b's 3x3 neighbourhood
+    where ``(mx, my)`` carries them (with :data:`JUMP_IMAGE_SLACK`): the image agrees with the
+    carrying (bool h x w)."""
+    a = np.asarray(grey_a, np.float32)
+    b = np.asarray(grey_b, np.float32)
+    lo = cv2.remap(cv2.erode(b, _K3), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    hi = cv2.remap(cv2.dilate(b, _K3), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return (a >= lo - JUMP_IMAGE_SLACK) & (a <= hi + JUMP_IMAGE_SLACK)
 
 
 def two_way_errors(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
@@ -839,14 +869,37 @@ def two_way_errors(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_
 
 
 def pair_disagreement(depth_prev: np.ndarray, depth: np.ndarray, K_prev: np.ndarray, K: np.ndarray,
-                      pose_prev: np.ndarray, pose: np.ndarray, rel: float = JUMP_REL) -> float:
+                      pose_prev: np.ndarray, pose: np.ndarray, rel: float = JUMP_REL,
+                      grey_prev: np.ndarray | None = None, grey: np.ndarray | None = None) -> float:
     """Share of the pixels seen in both frames whose depth carried by the poses differs by more
     than ``rel`` (relative) from the other frame's: both ways (t-1 into t, t into t-1), the larger;
-    NaN without evidence (see :func:`two_way_errors`)."""
-    errs = two_way_errors(depth_prev, depth, K_prev, K, pose_prev, pose)
-    if errs is None:
-        return float("nan")
-    return max(float((e > rel).mean()) for e in errs)
+    NaN without evidence (see :func:`two_way_errors`).
+
+    With the grey frames, a pixel counts only where the image agrees with the carrying
+    (:func:`image_agrees`): depth that is wrong for its frame disagrees with an image that is
+    right, carried by the right frame's depth, while the scene's own events (an object close to
+    the camera sliding out of view and the room it hid, a moving object, a camera passing through
+    a box's lid) change the image where they change the depth."""
+    if grey_prev is None or grey is None:
+        errs = two_way_errors(depth_prev, depth, K_prev, K, pose_prev, pose)
+        if errs is None:
+            return float("nan")
+        return max(float((e > rel).mean()) for e in errs)
+    worst = 0.0
+    for da, db, ga, gb, Ka, Kb, pa, pb in ((depth_prev, depth, grey_prev, grey, K_prev, K, pose_prev, pose),
+                                           (depth, depth_prev, grey, grey_prev, K, K_prev, pose, pose_prev)):
+        carried = _carried_log_error(da, db, Ka, Kb, pa, pb)
+        if carried is None:
+            return float("nan")
+        ok, mx, my, err = carried
+        n = int(np.count_nonzero(ok))
+        if n == 0 or n < JUMP_MIN_COVISIBLE * ok.size:
+            return float("nan")
+        wrong = ok & (err > rel)
+        if wrong.any():
+            wrong &= image_agrees(ga, gb, mx, my)
+        worst = max(worst, np.count_nonzero(wrong) / n)
+    return float(worst)
 
 
 def pose_misfit(depth: np.ndarray, K: np.ndarray, poses: np.ndarray) -> float:
@@ -889,7 +942,8 @@ JUMP_MAX_RUN = 5
 
 
 def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: np.ndarray,
-               change: np.ndarray | None = None) -> float:
+               change: np.ndarray | None = None, grey_prev: np.ndarray | None = None,
+               grey: np.ndarray | None = None) -> float:
     """The largest *jump* over a clip's frame pairs (t-1, t): how much more of the image disagrees
     with the camera poses (:func:`pair_disagreement`) in this pair than in the pairs before and
     after it (the larger of the two; those given, in order, beside it).  0 when no pair stands out.
@@ -900,9 +954,17 @@ def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: 
     which is why a clip that touches a defect for a single frame is still caught.  With the pairs'
     :func:`image_change`, a pair whose image jumps as well (its change :data:`JUMP_RGB_RATIO`
     times its neighbours') is left out: depth and image jumping together is the scene (a camera passing
-    through a wall, which the near plane cuts open; a cut), not the depth buffer.
+    through a wall, which the near plane cuts open; a cut), not the depth buffer; and such a pair
+    is no neighbour to compare with either (its image disagrees, so with the grey frames it
+    counts less than its neighbours: a light switched on would make the pairs after it stand out).
+    With the grey frames of the pairs (``grey_prev``, ``grey``: frames t-1 and t), only pixels
+    whose image agrees with the carrying count (see :func:`pair_disagreement`).
     """
-    values = [pair_disagreement(dp, d, k[0], k[1], p[0], p[1]) for dp, d, k, p in zip(depth_prev, depth, K, poses)]
+    greys = (grey_prev, grey) if grey_prev is not None and grey is not None else None
+    values = [pair_disagreement(dp, d, k[0], k[1], p[0], p[1],
+                                grey_prev=None if greys is None else greys[0][i],
+                                grey=None if greys is None else greys[1][i])
+              for i, (dp, d, k, p) in enumerate(zip(depth_prev, depth, K, poses))]
     n = len(values)
     worst = 0.0
     # a run of `run` pairs that all stand out: a wrong depth frame spoils the pair before and the
@@ -911,10 +973,15 @@ def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: 
         for i in range(n - run + 1):
             inside = values[i : i + run]
             near = [j for j in (i - 1, i + run) if 0 <= j < n]
-            around = [values[j] for j in near if not np.isnan(values[j])]
-            if any(np.isnan(v) for v in inside) or not around:
+            if any(np.isnan(v) for v in inside) or not near:
                 continue
-            if change is not None and max(change[i : i + run]) > JUMP_RGB_RATIO * max(max(change[j] for j in near), 1e-3):
+            if change is not None:
+                inside_change = max(change[i : i + run])
+                if inside_change > JUMP_RGB_RATIO * max(max(change[j] for j in near), 1e-3):
+                    continue
+                near = [j for j in near if change[j] <= JUMP_RGB_RATIO * max(inside_change, 1e-3)]
+            around = [values[j] for j in near if not np.isnan(values[j])]
+            if not around:
                 continue
             worst = max(worst, min(inside) - max(around))
     return worst
@@ -947,6 +1014,11 @@ MISMATCH_MIN_ERROR = 6.0
 #: from the scene it covers by more than its finest detail.
 MISMATCH_SMOOTH_SIGMA = 1.0
 MISMATCH_SMOOTH_ERROR = 3.0
+#: Share of a patch's image gradient energy that must lie along the predicted motion for
+#: :func:`mismatch_map` to tell content that stays put from content that moves: stripes running
+#: along the motion look the same moved or not (the aperture problem), and at the end of such
+#: stripes, by an occluding edge a pixel off, staying put can seem to explain the next frame best.
+MISMATCH_APERTURE = 0.2
 #: Frames apart at most, and median scene motion sought, for the pairs of :func:`motion_mismatch`.
 MISMATCH_MAX_GAP = 4
 MISMATCH_GAP_MOTION_PX = 3.0
@@ -995,27 +1067,60 @@ def carry_into(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: n
     return Carried(inside, mx, my, xs, ys, z, seen_there, log_there)
 
 
+#: Depth nearer than this (metres) that keeps its value at the same pixel of the other frame (within
+#: :data:`CAMERA_SPACE_SAME` in log) is content drawn in the camera's own space, not the static
+#: scene (:func:`in_camera_space`).
+CAMERA_SPACE_M = 1.0
+CAMERA_SPACE_SAME = 0.01
+#: Depth nearer than this (metres) says nothing to :func:`unexplained_map`: a camera pressed against
+#: a wall sees what the near plane cuts open, which is new content every frame.
+NEAR_CLIP_M = 0.3
+
+
+def in_camera_space(depth_a: np.ndarray, depth_b: np.ndarray) -> np.ndarray:
+    """Pixels of frame a whose depth is nearer than :data:`CAMERA_SPACE_M` and the same at the same
+    pixel of frame b (bool h x w): a first-person weapon drawn with its own depth, in the camera's
+    own space.  Carried by the poses it usually lands elsewhere and disagrees, which is how
+    :func:`own_depth_map` finds it; but under a zoom or a turn, or a camera that hardly moves, a
+    weapon drawn at each row's fixed distance can land on its own pixels at the same depth and
+    pass for the static scene, while its image sways."""
+    near = (depth_a > 0) & (depth_a < CAMERA_SPACE_M) & (depth_b > 0)
+    if not near.any():
+        return near
+    with np.errstate(divide="ignore", invalid="ignore"):
+        same = np.abs(np.log(np.where(near, depth_a, 1.0)) - np.log(np.where(near, depth_b, 1.0))) < CAMERA_SPACE_SAME
+    return near & same
+
+
 def _carried_static(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
-                    pose_a: np.ndarray, pose_b: np.ndarray, carried=None):
+                    pose_a: np.ndarray, pose_b: np.ndarray, carried=None, camera_space: bool = False,
+                    near_clip: bool = False):
     """:func:`carry_into` for :func:`mismatch_map` and :func:`unexplained_map`: ``inside``, the
     remap coordinates ``mx, my``, the pixel grid ``xs, ys``, and ``static`` (inside, and the
     carried depth agrees with frame b's depth there within :data:`MISMATCH_DEPTH` in log: the
-    static scene)."""
+    static scene).  With ``camera_space``, not where :func:`in_camera_space`; with ``near_clip``,
+    not where frame a's depth is nearer than :data:`NEAR_CLIP_M`."""
     c = carry_into(depth_a, depth_b, K_a, K_b, pose_a, pose_b, carried)
     with np.errstate(invalid="ignore", divide="ignore"):
         static = c.inside & c.seen_there & (np.abs(np.log(np.where(c.z > 0, c.z, 1.0)) - c.log_there) < MISMATCH_DEPTH)
+    if camera_space:
+        static &= ~in_camera_space(depth_a, depth_b)
+    if near_clip:
+        static &= ~((depth_a > 0) & (depth_a < NEAR_CLIP_M))
     return c.inside, c.mx, c.my, c.xs, c.ys, static
 
 
 def own_depth_map(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
-                  pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
+                  pose_a: np.ndarray, pose_b: np.ndarray, camera_space: bool = False,
+                  near_clip: bool = False) -> np.ndarray:
     """Pixels of frame a (and their 5x5 neighbourhood) whose depth is not the static scene's: carried
     by the poses into frame b, it lands inside the frame where frame b has other depth (or none).
     Content drawn with depth of its own that moves with the camera (a first-person weapon, a car
     driven alongside) and moving objects; a pixel carried out of view says nothing and is not
     marked.  Frames next to each other, so that content close to a moving camera still lands in
-    view."""
-    inside, _, _, _, _, static = _carried_static(depth_a, depth_b, K_a, K_b, pose_a, pose_b)
+    view.  ``camera_space`` and ``near_clip`` as in :func:`_carried_static`."""
+    inside, _, _, _, _, static = _carried_static(depth_a, depth_b, K_a, K_b, pose_a, pose_b,
+                                                 camera_space=camera_space, near_clip=near_clip)
     return cv2.dilate((inside & ~static).astype(np.uint8), _PATCH_KERNEL) > 0
 
 
@@ -1047,12 +1152,15 @@ def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, de
     Not fooled by a repeating texture: it moves with the scene, so its patch matches where the
     depth puts it as well as, or better than, in place.  Not fooled by content with depth of its
     own that moves with the camera (a weapon in the depth buffer, a car driven alongside): its
-    depth, carried by the poses, disagrees with the next frame's, so it is left out.
+    depth, carried by the poses, disagrees with the next frame's, so it is left out (and so is such
+    content when the poses happen to carry it onto itself: :func:`in_camera_space`).  Not fooled
+    by stripes that run along the motion (:data:`MISMATCH_APERTURE`).
     ``carried``: :func:`carry` of frame a into b when the caller has it already.
     """
     ga, gb = np.asarray(grey_a, np.float32), np.asarray(grey_b, np.float32)
     h, w = ga.shape
-    inside, mx, my, xs, ys, static = _carried_static(depth_a, depth_b, K_a, K_b, pose_a, pose_b, carried)
+    inside, mx, my, xs, ys, static = _carried_static(depth_a, depth_b, K_a, K_b, pose_a, pose_b, carried,
+                                                     camera_space=True)
     motion = np.where(inside, np.hypot(mx - xs, my - ys), 0.0).astype(np.float32)
     moving = cv2.erode(motion, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > MISMATCH_MOTION_PX
     warped = cv2.remap(gb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -1071,7 +1179,23 @@ def mismatch_map(grey_a: np.ndarray, grey_b: np.ndarray, depth_a: np.ndarray, de
     out = static & moving & texture & (MISMATCH_RATIO * still < scene) & (scene > MISMATCH_MIN_ERROR)
     if out.any():  # and the content is not there even with its finest detail blurred away
         out &= _smooth_difference(warped, ga, MISMATCH_SMOOTH_SIGMA) > MISMATCH_SMOOTH_ERROR
+    if out.any():  # and the patch has texture across the motion's direction
+        out &= along_motion(ga, mx - xs, my - ys) > MISMATCH_APERTURE
     return _clear_border(out, OVERLAY_BORDER + MISMATCH_PATCH)
+
+
+def along_motion(grey: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Per pixel, the share of its patch's (:data:`MISMATCH_PATCH`) image gradient energy that
+    lies along the motion ``(dx, dy)`` (float32 h x w, 0 to 1; 0 where the patch is flat): 0 for
+    stripes running along the motion, which look the same moved or not, 1 for stripes across it,
+    about 0.5 for a corner or a blob."""
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    norm = np.maximum(np.hypot(dx, dy), 1e-6)
+    along = _box(((gx * dx + gy * dy) / norm) ** 2)
+    total = _box(gx * gx + gy * gy)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, along / np.maximum(total, 1e-12), 0.0).astype(np.float32)
 
 
 def median_motion(depth_a: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, pose_a: np.ndarray,
@@ -1249,11 +1373,13 @@ def unexplained_map(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndar
     there, a change of light is fitted (:func:`light_fit`: a gain, an offset and a fog term), and
     the patch difference left exceeds :data:`CHANGE_RESIDUAL`; only where the depth of both frames
     is the static scene's over the whole patch (moving objects, disocclusions and content with its
-    own depth are left out).  Content drawn in RGB without depth for a frame or a few (a weapon, a
+    own depth are left out, and so are content drawn in the camera's own space,
+    :func:`in_camera_space`, and depth nearer than :data:`NEAR_CLIP_M`).  Content drawn in RGB without depth for a frame or a few (a weapon, a
     HUD popping up, a minimap turning) is such new content where the scene's depth is still right."""
     gp, g = np.asarray(grey_prev, np.float32), np.asarray(grey, np.float32)
     h, w = g.shape
-    inside, mx, my, xs, ys, static = _carried_static(depth, depth_prev, K, K_prev, pose, pose_prev)
+    inside, mx, my, xs, ys, static = _carried_static(depth, depth_prev, K, K_prev, pose, pose_prev,
+                                                     camera_space=True, near_clip=True)
     static = _whole_patch(static)
     if static.sum() < 16:
         return np.zeros((h, w), bool)
@@ -1287,6 +1413,7 @@ def unexplained_change(grey: np.ndarray, depth: np.ndarray, K: np.ndarray, poses
         found = unexplained_map(grey[i - 1], grey[i], depth[i - 1], depth[i], K[i - 1], K[i], poses[i - 1], poses[i])
         for k in (i - 2, i + 1):
             if found.any() and 0 <= k < len(grey):
-                found &= ~own_depth_map(depth[i], depth[k], K[i], K[k], poses[i], poses[k])
+                found &= ~own_depth_map(depth[i], depth[k], K[i], K[k], poses[i], poses[k],
+                                        camera_space=True, near_clip=True)
         shares.append(float(found.mean()))
     return max(shares, default=0.0)

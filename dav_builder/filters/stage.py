@@ -289,7 +289,7 @@ class ScoringStage:
             out["pose_misfit"] = (checks.pose_misfit(depth, K, poses) if posed else None) if pairs else 0.0
         if cfg.depth_jump.enabled:
             out["depth_jump"] = (checks.depth_jump(depth[p], depth[c], np.stack([K[p], K[c]], 1),
-                                                   np.stack([poses[p], poses[c]], 1), change)
+                                                   np.stack([poses[p], poses[c]], 1), change, grey[p], grey[c])
                                  if posed else None) if pairs else 0.0
         if cfg.motion_mismatch.enabled:
             out["motion_mismatch"] = (self._runs(pos, lambda r: checks.motion_mismatch(
