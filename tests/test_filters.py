@@ -848,6 +848,59 @@ def test_motion_mismatch_needs_texture_along_the_motion(monkeypatch):
     assert 0.3 < checks.along_motion(noise, right, still)[5:15, 5:15].mean() < 0.7
 
 
+def zoom_on_a_wall_with_a_weapon(n: int = 6, h: int = 72, w: int = 128):
+    """A still camera zooming in 4 % a frame on a textured wall 5 m away, with a first-person weapon
+    drawn with depth of its own: each of its rows at a fixed distance (0.6 to 0.3 m), as a game
+    draws it in the camera's space, swaying by a pixel in the image."""
+    rng = np.random.default_rng(3)
+    wall = cv2.GaussianBlur(rng.integers(0, 255, (h * 2, w * 2)).astype(np.float32), (0, 0), 2) * 3 - 255
+    gun = cv2.GaussianBlur(rng.uniform(0, 255, (30, 40)).astype(np.float32), (0, 0), 1.0)
+    g, d, K = [], [], []
+    for t in range(n):
+        f = 100.0 * 1.04 ** t
+        K.append(np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]]))
+        s = 100.0 / f  # the wall's texture, scaled about the image centre
+        m = np.float32([[s, 0, w - s * w / 2], [0, s, h - s * h / 2]])
+        frame = cv2.warpAffine(wall, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        frame[40:70, 80 + t % 2 : 120 + t % 2] = gun
+        depth = np.full((h, w), 5.0, np.float32)
+        depth[40:70, 80:121] = np.linspace(0.6, 0.3, 30, dtype=np.float32)[:, None]
+        g.append(frame.clip(0, 255))
+        d.append(depth)
+    return np.stack(g).astype(np.float32), np.stack(d), np.stack(K), np.stack([np.eye(4)] * n)
+
+
+def test_a_weapon_drawn_in_the_cameras_space_is_not_the_static_scene(monkeypatch):
+    g, d, K, poses = zoom_on_a_wall_with_a_weapon()
+    threshold = ScoringConfig().motion_mismatch.threshold
+    # under a zoom the poses carry the weapon's pixels onto its own rows at the same distance: its
+    # depth passes for the static scene's, while its image stays put instead of zooming
+    assert checks.in_camera_space(d[0], d[1])[40:70, 80:121].all()
+    assert not checks.in_camera_space(d[0], d[1])[:30].any()
+    assert checks.motion_mismatch(g, d, K, poses) < threshold / 4
+    monkeypatch.setattr(checks, "CAMERA_SPACE_M", 0.0)
+    assert checks.motion_mismatch(g, d, K, poses) > threshold
+
+
+def test_unexplained_change_leaves_out_what_the_near_plane_cuts_open(monkeypatch):
+    g, d, K, poses = slide_past_a_wall()
+    still = np.stack([np.eye(4)] * len(g))
+    steady = np.stack([g[0]] * len(g))
+    threshold = ScoringConfig().unexplained_change.threshold
+    assert checks.unexplained_change(steady, d, K, still) < threshold / 4
+    # a camera pressed against a wall (0.2 m): what the near plane cuts open changes every frame
+    rng = np.random.default_rng(4)
+    cut, near = steady.copy(), d.copy()
+    near[:, 10:40, 10:60] = 0.2
+    for t in range(len(g)):
+        cut[t, 10:40, 10:60] = cv2.GaussianBlur(rng.uniform(0, 255, (30, 50)).astype(np.float32), (0, 0), 1.5) * 2 - 128
+    cut = cut.clip(0, 255)
+    monkeypatch.setattr(checks, "CAMERA_SPACE_M", 0.0)  # so that only the near plane's rule is at work
+    assert checks.unexplained_change(cut, near, K, still) < threshold / 4
+    monkeypatch.setattr(checks, "NEAR_CLIP_M", 0.0)
+    assert checks.unexplained_change(cut, near, K, still) > threshold
+
+
 def test_depth_jump_sees_a_wrong_buffer_of_a_few_frames():
     K, poses, depth = walk_towards_a_slanted_wall()
     threshold = ScoringConfig().depth_jump.threshold
@@ -948,7 +1001,7 @@ def test_unexplained_change_leaves_out_depth_that_moves_with_the_camera_against_
     gun = (slice(40, 60), slice(60, 80))
     for t in range(n):
         grey[t][gun] = np.where((np.arange(20) // 4) % 2 == 0, 40.0, 220.0)[None, :]
-        depth[t][gun] = 0.5
+        depth[t][gun] = 0.5 * 1.03 ** t  # bobbing 3 % a frame: not the same depth at the same pixel
     K = np.stack([np.array([[100.0, 0, w / 2], [0, 100.0, h / 2], [0, 0, 1]])] * n)
     poses = np.stack([np.eye(4)] * n)
     poses[:, 0, 3] = 0.05 * np.arange(n)
