@@ -67,7 +67,9 @@ def _parallax_default() -> CheckConfig:
 
 
 def _lag_default() -> CheckConfig:
-    return CheckConfig(True, 0.01628)
+    # 0.01628 chosen jointly on the tuning seeds; raised to just under the lowest score of a tuning
+    # clip that only this check catches (no tuning clip changes): docs/benchmarks.md
+    return CheckConfig(True, 0.02355)
 
 
 def _frozen_default() -> CheckConfig:
@@ -94,8 +96,9 @@ def _misfit_default() -> CheckConfig:
 def _mismatch_default() -> CheckConfig:
     # 0.018 (chosen 0.00879 on the tuning group, raised so that the demo's clean clips were kept),
     # x0.55 when the check learnt to see past aliasing textures, chosen jointly with unexplained_change
-    # and depth_lag's cover test on the tuning seeds 300-323: docs/benchmarks.md
-    return CheckConfig(True, 0.0099)
+    # and depth_lag's cover test on the tuning seeds 300-323; then raised, as depth_lag's, to just
+    # under the lowest score of a tuning clip that only this check catches: docs/benchmarks.md
+    return CheckConfig(True, 0.01139)
 
 
 def _unexplained_default() -> CheckConfig:
