@@ -901,6 +901,25 @@ def test_unexplained_change_leaves_out_what_the_near_plane_cuts_open(monkeypatch
     assert checks.unexplained_change(cut, near, K, still) > threshold
 
 
+def test_largest_jump_judges_a_run_against_the_neighbours_it_is_compared_with():
+    nan = float("nan")
+    # a lone pair standing out, the image as steady as around it: its excess over its neighbours
+    values = [0.03] * 7 + [0.17] + [0.03] * 7
+    steady = np.full(15, 3.0)
+    assert checks.largest_jump(values, steady) == pytest.approx(0.14)
+    # the same pair where the image changes three times as much as the pair before it, and the pair
+    # after it is a scene event (its image changes twice as much again): the event is no neighbour,
+    # and against the pair before, the run's image jumps too
+    change = np.array([3.0] * 7 + [9.4, 18.9] + [0.3] * 6)
+    values = [0.03] * 7 + [0.17, 0.13] + [0.08] * 6
+    assert checks.largest_jump(values, change) < 0.06
+    # next to a pair without evidence (the camera came out of an object): not judged
+    values = [0.07, 0.08, 0.04, 0.07, 0.10, 0.20, nan, 0.035, 0.024, 0.027, 0.025, 0.027, 0.026, 0.03, 0.026]
+    change = np.array([4.2, 5.4, 19.9, 10.1, 20.0, 33.3, 46.4, 30.5, 0.9, 0.8, 0.7, 0.8, 0.9, 0.9, 0.9])
+    assert checks.largest_jump(values, change) < 0.02
+    assert checks.largest_jump(values[:6], change[:6]) == pytest.approx(0.1)  # with evidence on both sides
+
+
 def test_depth_jump_sees_a_wrong_buffer_of_a_few_frames():
     K, poses, depth = walk_towards_a_slanted_wall()
     threshold = ScoringConfig().depth_jump.threshold

@@ -954,9 +954,11 @@ def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: 
     which is why a clip that touches a defect for a single frame is still caught.  With the pairs'
     :func:`image_change`, a pair whose image jumps as well (its change :data:`JUMP_RGB_RATIO`
     times its neighbours') is left out: depth and image jumping together is the scene (a camera passing
-    through a wall, which the near plane cuts open; a cut), not the depth buffer; and such a pair
-    is no neighbour to compare with either (its image disagrees, so with the grey frames it
-    counts less than its neighbours: a light switched on would make the pairs after it stand out).
+    through a wall, which the near plane cuts open; a cut), not the depth buffer; such a pair is
+    no neighbour to compare with either (its image disagrees, so with the grey frames it counts
+    less than its neighbours: a light switched on would make the pairs after it stand out), and
+    the run's image is judged against the neighbours left.  A run next to a pair without evidence
+    (NaN: the camera came out of an object, or turned away) is not judged.
     With the grey frames of the pairs (``grey_prev``, ``grey``: frames t-1 and t), only pixels
     whose image agrees with the carrying count (see :func:`pair_disagreement`).
     """
@@ -965,6 +967,14 @@ def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: 
                                 grey_prev=None if greys is None else greys[0][i],
                                 grey=None if greys is None else greys[1][i])
               for i, (dp, d, k, p) in enumerate(zip(depth_prev, depth, K, poses))]
+    return largest_jump(values, change)
+
+
+def largest_jump(values: list[float], change: np.ndarray | None = None) -> float:
+    """:func:`depth_jump`'s score from its pairs' disagreements (``values``, NaN where a pair has
+    no evidence) and, optionally, their image changes: the largest excess of a run of 1 to
+    :data:`JUMP_MAX_RUN` pairs (its smallest value) over the larger of its neighbours, with the
+    image-change rules of :func:`depth_jump`; 0 when no run stands out."""
     n = len(values)
     worst = 0.0
     # a run of `run` pairs that all stand out: a wrong depth frame spoils the pair before and the
@@ -973,17 +983,17 @@ def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: 
         for i in range(n - run + 1):
             inside = values[i : i + run]
             near = [j for j in (i - 1, i + run) if 0 <= j < n]
-            if any(np.isnan(v) for v in inside) or not near:
+            # next to a pair without evidence (the camera came out of an object, or turned away)
+            # the scene changes wholesale: nothing to compare with
+            if not near or any(np.isnan(values[j]) for j in list(range(i, i + run)) + near):
                 continue
             if change is not None:
                 inside_change = max(change[i : i + run])
-                if inside_change > JUMP_RGB_RATIO * max(max(change[j] for j in near), 1e-3):
-                    continue
                 near = [j for j in near if change[j] <= JUMP_RGB_RATIO * max(inside_change, 1e-3)]
-            around = [values[j] for j in near if not np.isnan(values[j])]
-            if not around:
-                continue
-            worst = max(worst, min(inside) - max(around))
+                # the image jumps in the run against the neighbours it is compared with: the scene
+                if not near or inside_change > JUMP_RGB_RATIO * max(max(change[j] for j in near), 1e-3):
+                    continue
+            worst = max(worst, min(inside) - max(values[j] for j in near))
     return worst
 
 
