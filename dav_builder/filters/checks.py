@@ -854,18 +854,27 @@ def image_agrees(grey_a: np.ndarray, grey_b: np.ndarray, mx: np.ndarray, my: np.
     return (a >= lo - JUMP_IMAGE_SLACK) & (a <= hi + JUMP_IMAGE_SLACK)
 
 
-def two_way_errors(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
-                   pose_a: np.ndarray, pose_b: np.ndarray) -> list[np.ndarray] | None:
-    """:func:`carried_log_error` a into b and b into a; None when either way sees fewer than
+def _both_ways(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
+               pose_a: np.ndarray, pose_b: np.ndarray
+               ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None:
+    """:func:`_carried_log_error` a into b and b into a; None when either way sees fewer than
     :data:`JUMP_MIN_COVISIBLE` of its pixels in both frames (no evidence: the camera came out of an
     object, or turned away)."""
     out = []
     for args in ((depth_a, depth_b, K_a, K_b, pose_a, pose_b), (depth_b, depth_a, K_b, K_a, pose_b, pose_a)):
-        err, covisible = carried_log_error(*args)
-        if covisible < JUMP_MIN_COVISIBLE or err.size == 0:
+        carried = _carried_log_error(*args)
+        if carried is None or not carried[0].any() or carried[0].mean() < JUMP_MIN_COVISIBLE:
             return None
-        out.append(err)
+        out.append(carried)
     return out
+
+
+def two_way_errors(depth_a: np.ndarray, depth_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
+                   pose_a: np.ndarray, pose_b: np.ndarray) -> list[np.ndarray] | None:
+    """:func:`carried_log_error` a into b and b into a (the pixels seen in both); None without
+    evidence (see :func:`_both_ways`)."""
+    ways = _both_ways(depth_a, depth_b, K_a, K_b, pose_a, pose_b)
+    return None if ways is None else [err[ok] for ok, _, _, err in ways]
 
 
 def pair_disagreement(depth_prev: np.ndarray, depth: np.ndarray, K_prev: np.ndarray, K: np.ndarray,
@@ -873,32 +882,23 @@ def pair_disagreement(depth_prev: np.ndarray, depth: np.ndarray, K_prev: np.ndar
                       grey_prev: np.ndarray | None = None, grey: np.ndarray | None = None) -> float:
     """Share of the pixels seen in both frames whose depth carried by the poses differs by more
     than ``rel`` (relative) from the other frame's: both ways (t-1 into t, t into t-1), the larger;
-    NaN without evidence (see :func:`two_way_errors`).
+    NaN without evidence (see :func:`_both_ways`).
 
     With the grey frames, a pixel counts only where the image agrees with the carrying
     (:func:`image_agrees`): depth that is wrong for its frame disagrees with an image that is
     right, carried by the right frame's depth, while the scene's own events (an object close to
     the camera sliding out of view and the room it hid, a moving object, a camera passing through
     a box's lid) change the image where they change the depth."""
-    if grey_prev is None or grey is None:
-        errs = two_way_errors(depth_prev, depth, K_prev, K, pose_prev, pose)
-        if errs is None:
-            return float("nan")
-        return max(float((e > rel).mean()) for e in errs)
+    ways = _both_ways(depth_prev, depth, K_prev, K, pose_prev, pose)
+    if ways is None:
+        return float("nan")
+    greys = [(grey_prev, grey), (grey, grey_prev)] if grey_prev is not None and grey is not None else [None, None]
     worst = 0.0
-    for da, db, ga, gb, Ka, Kb, pa, pb in ((depth_prev, depth, grey_prev, grey, K_prev, K, pose_prev, pose),
-                                           (depth, depth_prev, grey, grey_prev, K, K_prev, pose, pose_prev)):
-        carried = _carried_log_error(da, db, Ka, Kb, pa, pb)
-        if carried is None:
-            return float("nan")
-        ok, mx, my, err = carried
-        n = int(np.count_nonzero(ok))
-        if n == 0 or n < JUMP_MIN_COVISIBLE * ok.size:
-            return float("nan")
+    for (ok, mx, my, err), pair in zip(ways, greys):
         wrong = ok & (err > rel)
-        if wrong.any():
-            wrong &= image_agrees(ga, gb, mx, my)
-        worst = max(worst, np.count_nonzero(wrong) / n)
+        if pair is not None and wrong.any():
+            wrong &= image_agrees(pair[0], pair[1], mx, my)
+        worst = max(worst, np.count_nonzero(wrong) / np.count_nonzero(ok))
     return float(worst)
 
 
@@ -962,11 +962,10 @@ def depth_jump(depth_prev: np.ndarray, depth: np.ndarray, K: np.ndarray, poses: 
     With the grey frames of the pairs (``grey_prev``, ``grey``: frames t-1 and t), only pixels
     whose image agrees with the carrying count (see :func:`pair_disagreement`).
     """
-    greys = (grey_prev, grey) if grey_prev is not None and grey is not None else None
-    values = [pair_disagreement(dp, d, k[0], k[1], p[0], p[1],
-                                grey_prev=None if greys is None else greys[0][i],
-                                grey=None if greys is None else greys[1][i])
-              for i, (dp, d, k, p) in enumerate(zip(depth_prev, depth, K, poses))]
+    if grey_prev is None or grey is None:
+        grey_prev = grey = [None] * len(depth)  # type: ignore[assignment]
+    values = [pair_disagreement(dp, d, k[0], k[1], p[0], p[1], grey_prev=gp, grey=g)
+              for dp, d, k, p, gp, g in zip(depth_prev, depth, K, poses, grey_prev, grey)]
     return largest_jump(values, change)
 
 
@@ -1384,8 +1383,9 @@ def unexplained_map(grey_prev: np.ndarray, grey: np.ndarray, depth_prev: np.ndar
     the patch difference left exceeds :data:`CHANGE_RESIDUAL`; only where the depth of both frames
     is the static scene's over the whole patch (moving objects, disocclusions and content with its
     own depth are left out, and so are content drawn in the camera's own space,
-    :func:`in_camera_space`, and depth nearer than :data:`NEAR_CLIP_M`).  Content drawn in RGB without depth for a frame or a few (a weapon, a
-    HUD popping up, a minimap turning) is such new content where the scene's depth is still right."""
+    :func:`in_camera_space`, and depth nearer than :data:`NEAR_CLIP_M`).  Content drawn in RGB
+    without depth for a frame or a few (a weapon, a HUD popping up, a minimap turning) is such new
+    content where the scene's depth is still right."""
     gp, g = np.asarray(grey_prev, np.float32), np.asarray(grey, np.float32)
     h, w = g.shape
     inside, mx, my, xs, ys, static = _carried_static(depth, depth_prev, K, K_prev, pose, pose_prev,
