@@ -46,6 +46,7 @@ from dav_builder.filters import learned as learned_module
 from dav_builder.filters import parallax as parallax_module
 from dav_builder.filters.config import ScoringConfig
 from dav_builder.filters.stage import CHECKS, MODEL_FREE, ScoringStage
+from dav_builder import render as render_module
 from dav_builder.render.engine import RenderConfig, parse_variants, render_captures
 
 #: The planted defects measured, and the check designed for each (others may catch it too).
@@ -153,8 +154,21 @@ Row = tuple[dict, dict, dict]
 clean) and its shot's scene features."""
 
 
+def _render_key() -> str:
+    """Changes whenever the renderer's code does, so that captures rendered by an older engine are
+    never scored as if the current one had made them."""
+    h = hashlib.sha256()
+    for path in sorted(Path(render_module.__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:10]
+
+
+RENDER_KEY = _render_key()
+
+
 def group_key(families: str, variants: str, n: int, frames: int) -> str:
-    return hashlib.sha256(f"{families}|{variants}|{n}|{frames}".encode()).hexdigest()[:10]
+    """Names a rendered seed's folder: the group, its size and the renderer's code."""
+    return hashlib.sha256(f"{families}|{variants}|{n}|{frames}|{RENDER_KEY}".encode()).hexdigest()[:10]
 
 
 def score_set(seed: int, n: int, frames: int, work: Path, families: str = TUNE_FAMILIES,

@@ -198,6 +198,13 @@ def test_fog_and_weapons_touch_rgb_and_depth_as_a_game_does():
     img, where, w_m = overlays.weapon_layer(72, 128, "rifle", 0.0, 2.0)
     assert 0.02 < where.mean() < 0.2 and where[-1].any() and not where[:20].any()
     assert (w_m[where] >= 0.25).all() and (w_m[where] <= 0.7).all() and (w_m[~where] == 0).all()
+    # the weapon's pass writes its depth wherever it draws, also where a wall is nearer than the
+    # muzzle (depth-tested, the wall's depth would lie under the weapon's colour: RGB without depth)
+    window = overlays.gl_window_depth(w_m, 0.1, 150.0)
+    scene = np.full((72, 128), overlays.gl_window_depth(np.array(0.3), 0.1, 150.0), np.float32)
+    drawn, drawn_depth = overlays.weapon_pass(np.zeros((72, 128, 3), np.uint8), scene, img, where, window)
+    assert (drawn[where] == img[where]).all() and (drawn_depth[where] == window[where]).all()
+    assert (drawn_depth[~where] == scene[~where]).all() and (window[where] > scene[where]).any()
     d = overlays.gl_window_depth(np.array([0.1, 150.0, 1.0]), 0.1, 150.0)
     assert d[0] == pytest.approx(0.0) and d[1] == pytest.approx(1.0) and 0 < d[2] < 1
     for kind in overlays.HUD_KINDS:

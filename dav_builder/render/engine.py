@@ -254,9 +254,8 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
             weapon_depth = None
             if weapon is not None:  # a weapon pass that writes depth too: a correct capture
                 w_rgb, w_mask, w_m = overlays.weapon_layer(cfg.height, cfg.width, weapon, i / cfg.fps, 1.5)
-                rgb = np.where(w_mask[..., None], w_rgb, rgb)
                 weapon_depth = (w_mask, overlays.gl_window_depth(w_m, cfg.near, cfg.far))
-                depth = np.where(w_mask, np.minimum(depth, weapon_depth[1]), depth)
+                rgb, depth = overlays.weapon_pass(rgb, depth, w_rgb, *weapon_depth)
             clean_depth, clean_rgb = depth, rgb
             for d in span_defects:
                 variant = d.params.get("variant", "")
@@ -271,8 +270,8 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
                     else:
                         e2, t2 = _misaligned_view(eye, target, d.params)
                         _, depth = backend.render(e2, t2, light)
-                        if weapon_depth is not None:
-                            depth = np.where(weapon_depth[0], np.minimum(depth, weapon_depth[1]), depth)
+                        if weapon_depth is not None:  # the weapon pass is the camera's own: not misaligned
+                            depth = np.where(weapon_depth[0], weapon_depth[1], depth)
                 elif d.type == "depth_lag":
                     late = state.prev2_depth if variant == "lag2" else state.prev_depth
                     if late is not None:

@@ -111,6 +111,17 @@ def weapon_layer(height: int, width: int, kind: str, t: float, sway_px: float,
     return img, where, metres
 
 
+def weapon_pass(rgb: np.ndarray, depth: np.ndarray, weapon_rgb: np.ndarray, where: np.ndarray,
+                weapon_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A weapon pass that writes depth: the weapon's colour and its depth (window depth, as
+    ``depth``) wherever it is drawn, over everything, as a game draws a first-person weapon (its
+    own pass, the depth buffer cleared or its range squeezed before it, so that it never sinks into
+    a wall).  Depth-testing it against the scene instead (``min``) while its colour is drawn over
+    everything would leave the scene's depth under the weapon's colour where a wall comes nearer
+    than the muzzle: RGB without its depth, a defect, in what is meant as a correct capture."""
+    return np.where(where[..., None], weapon_rgb, rgb), np.where(where, weapon_depth, depth)
+
+
 def gl_window_depth(metres: np.ndarray, near: float, far: float) -> np.ndarray:
     """OpenGL window depth (0 at ``near``, 1 at ``far``) of planar distances in metres."""
     z = np.maximum(np.asarray(metres, np.float64), near)
