@@ -736,6 +736,26 @@ def test_motion_mismatch_sees_content_drawn_without_depth_that_stays_put():
     assert checks.motion_mismatch(np.stack([weapon[0]] * len(g)), d, K, still) == 0.0
 
 
+def test_a_box_moving_along_with_the_camera_is_not_content_without_depth(monkeypatch):
+    # a flat-faced box 1.2 m away, moving along with the sliding camera (its image stays put) while
+    # drifting away 2.5 % a frame: carried by the poses, its face lands on itself 2.5 % off, which
+    # within 5 % passed for the static scene whose image should have moved by 20 pixels
+    g, d, K, poses = slide_past_a_wall()
+    rng = np.random.default_rng(3)
+    face = cv2.GaussianBlur(rng.uniform(0, 255, (40, 70)).astype(np.float32), (0, 0), 1.5)
+    for t in range(len(g)):
+        g[t, 16:56, 30:100] = face
+        d[t, 16:56, 30:100] = 1.2 * 1.025 ** t
+    threshold = ScoringConfig().motion_mismatch.threshold
+    assert checks.motion_mismatch(g, d, K, poses) < threshold / 4
+    slanted = checks.static_tolerance(np.tile(np.exp(0.03 * np.arange(128, dtype=np.float32)), (72, 1)),
+                                      *np.meshgrid(np.arange(128, dtype=np.float32), np.arange(72, dtype=np.float32)))
+    assert np.allclose(slanted[:, 1:-1], checks.STATIC_DEPTH_FLOOR + 0.03, atol=1e-4)  # slanted ground: more slack
+    with monkeypatch.context() as m:  # with 5 % for every surface, the box passes for the scene
+        m.setattr(checks, "STATIC_DEPTH_FLOOR", checks.MISMATCH_DEPTH)
+        assert checks.motion_mismatch(g, d, K, poses) > threshold
+
+
 def test_a_repeating_texture_that_moves_by_its_period_is_not_an_overlay():
     h, w, n = 72, 128, 6
     x = np.arange(w + 5 * n)
@@ -1020,7 +1040,7 @@ def test_unexplained_change_leaves_out_depth_that_moves_with_the_camera_against_
     gun = (slice(40, 60), slice(60, 80))
     for t in range(n):
         grey[t][gun] = np.where((np.arange(20) // 4) % 2 == 0, 40.0, 220.0)[None, :]
-        depth[t][gun] = 0.5 * 1.03 ** t  # bobbing 3 % a frame: not the same depth at the same pixel
+        depth[t][gun] = 0.5 * 1.012 ** t  # bobbing 1.2 % a frame: not the same depth at the same pixel
     K = np.stack([np.array([[100.0, 0, w / 2], [0, 100.0, h / 2], [0, 0, 1]])] * n)
     poses = np.stack([np.eye(4)] * n)
     poses[:, 0, 3] = 0.05 * np.arange(n)
