@@ -251,11 +251,11 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
             for d in span_defects:
                 if d.type == "weapon":
                     weapon = None  # drawn below, in RGB only
-            weapon_depth = None
+            weapon_drawn = None  # the weapon pass's colour, where it draws and its window depth
             if weapon is not None:  # a weapon pass that writes depth too: a correct capture
                 w_rgb, w_mask, w_m = overlays.weapon_layer(cfg.height, cfg.width, weapon, i / cfg.fps, 1.5)
-                weapon_depth = (w_mask, overlays.gl_window_depth(w_m, cfg.near, cfg.far))
-                rgb, depth = overlays.weapon_pass(rgb, depth, w_rgb, *weapon_depth)
+                weapon_drawn = (w_rgb, w_mask, overlays.gl_window_depth(w_m, cfg.near, cfg.far))
+                rgb, depth = overlays.weapon_pass(rgb, depth, *weapon_drawn)
             clean_depth, clean_rgb = depth, rgb
             for d in span_defects:
                 variant = d.params.get("variant", "")
@@ -270,8 +270,8 @@ def render_capture(out: Path, index: int, cfg: RenderConfig, progress: tqdm | No
                     else:
                         e2, t2 = _misaligned_view(eye, target, d.params)
                         _, depth = backend.render(e2, t2, light)
-                        if weapon_depth is not None:  # the weapon pass is the camera's own: not misaligned
-                            depth = np.where(weapon_depth[0], weapon_depth[1], depth)
+                        if weapon_drawn is not None:  # the weapon pass is the camera's own: not misaligned
+                            _, depth = overlays.weapon_pass(rgb, depth, *weapon_drawn)
                 elif d.type == "depth_lag":
                     late = state.prev2_depth if variant == "lag2" else state.prev_depth
                     if late is not None:
